@@ -1,0 +1,114 @@
+"""Content-addressed blob files: ``blobs/ab/cd/<sha256 hex>`` under the data directory.
+
+A blob is written to ``tmp/`` first, hashed while written, fsynced, then renamed into
+place, so a crash never leaves a partial blob under a real name. Writing a checksum that
+exists already keeps the existing file (deduplication). Whether a blob is still needed is
+decided by the store (``versions.checksum``); this module only does file work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import BinaryIO
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+COPY_BUFFER = 1 << 20
+
+
+class BlobWriter:
+    """A temporary file being filled; ``sha256`` and ``size`` track what was written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: BinaryIO = open(path, "wb")  # noqa: SIM115 (closed by finish/abort)
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.hash.update(data)
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self.hash.hexdigest()
+
+    def close(self) -> None:
+        """Flush and fsync; the file stays at ``self.path``."""
+        if not self.file.closed:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+
+    def abort(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_dir = root / "blobs"
+        self.tmp_dir = root / "tmp"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, checksum: str) -> Path:
+        if not HEX64.match(checksum):
+            raise ValueError(f"not a sha256 hex digest: {checksum!r}")
+        return self.blob_dir / checksum[:2] / checksum[2:4] / checksum
+
+    def exists(self, checksum: str) -> bool:
+        return self.path(checksum).exists()
+
+    def writer(self) -> BlobWriter:
+        return BlobWriter(self.tmp_dir / f"{secrets.token_hex(12)}.part")
+
+    def adopt(self, writer: BlobWriter) -> str:
+        """Move a finished writer's file into place under its checksum; return it."""
+        writer.close()
+        checksum = writer.sha256
+        target = self.path(checksum)
+        if target.exists():
+            writer.path.unlink(missing_ok=True)
+            return checksum
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(writer.path, target)
+        _fsync_dir(target.parent)
+        return checksum
+
+    def put_bytes(self, data: bytes) -> str:
+        w = self.writer()
+        try:
+            w.write(data)
+        except BaseException:
+            w.abort()
+            raise
+        return self.adopt(w)
+
+    def delete(self, checksum: str) -> None:
+        try:
+            self.path(checksum).unlink(missing_ok=True)
+        except ValueError:
+            pass
+
+    def all_checksums(self) -> list[str]:
+        return [p.name for p in self.blob_dir.glob("*/*/*") if HEX64.match(p.name)]
+
+    def clear_tmp(self) -> None:
+        """Remove temporary files left by a crash (only call when no upload is running)."""
+        for p in self.tmp_dir.iterdir():
+            p.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
