@@ -305,7 +305,8 @@ def create_app(config: ServerConfig, cloud: CloudServer | None = None) -> Starle
     # Templates with fixed text first, so "/playlists/{uid}/items" wins over "/playlists/{uid}".
     ordered = sorted(grouped.items(), key=lambda kv: (-kv[0].count("/"), "{" in kv[0]))
     app_routes = [
-        Route(BASE_PATH + path, _dispatcher(cloud, methods), methods=None, name=None)
+        Route(BASE_PATH + path, _dispatcher(cloud, methods),
+              methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
         for path, methods in ordered
     ]
 
