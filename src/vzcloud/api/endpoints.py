@@ -45,7 +45,9 @@ class Param:
 
     ``name`` is the wire name; ``where`` says where it travels. ``body`` means the whole
     JSON body is this one parameter (contacts). ``aliases`` are other wire names old
-    clients send for the same parameter (``start`` for ``page``).
+    clients send for the same parameter (``start`` for ``page``). ``minimum`` and
+    ``maximum`` bound an ``int``; for a ``strlist`` ``minimum`` is the fewest items
+    (default 1, 0 allows an empty list).
     """
 
     name: str
@@ -64,7 +66,7 @@ class Param:
 class Endpoint:
     """One operation: how it is called, what it returns and which errors it declares.
 
-    ``result`` names the response shape (see ``vzcloud.api.models.RESULT_PARSERS``);
+    ``result`` names the response shape (see ``vzcloud.api.protocol``);
     ``bytes`` is raw content, ``html`` a page, ``none`` an empty or ignorable body.
     ``idempotent`` says whether repeating the request after a lost response is safe.
     """
@@ -155,9 +157,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             Param("redirect_uri", "str", "form", required=True),
             Param("response_type", "enum", "form", required=True, choices=("code",)),
             Param("state", "str", "form"),
-            Param("username", "str", "form", required=True),
-            Param("password", "str", "form", required=True),
+            # Not required by the router: Deny needs neither, and a missing one on Allow
+            # shows the page again with a message rather than a JSON 400.
+            Param("username", "str", "form"),
+            Param("password", "str", "form"),
             Param("decision", "enum", "form", required=True, choices=("allow", "deny")),
+            Param("csrf", "str", "form",
+                  doc="Decided: must equal the vzcloud_csrf cookie set by the page (login CSRF)."),
         ),
         errors=(E.BadRequestError, E.UnauthorizedError),
         doc="Decided: the consent form's target. Redirects to redirect_uri?code=... "
@@ -180,7 +186,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "revoke", "POST", "/oauth2/revoke", auth="client", result="none", body="form",
-        params=(Param("token", "str", "form", required=True),),
+        params=(
+            Param("token", "str", "form", required=True),
+            Param("client_id", "str", "form"),
+            Param("client_secret", "str", "form"),
+        ),
         errors=(E.BadRequestError, E.UnauthorizedError),
         doc="Decided (RFC 7009): revoke an access or refresh token; 200 even if unknown.",
     ),
@@ -437,7 +447,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         params=(
             Param("name", "str", "json", required=True),
             Param("type", "enum", "json", required=True, choices=PLAYLIST_TYPES),
-            Param("paths", "strlist", "json", default=()),
+            Param("paths", "strlist", "json", default=(), minimum=0),
         ),
         errors=_NF,
     ),
@@ -483,7 +493,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             Param("uid", "str", "path", required=True),
             Param("name", "str", "json", required=True),
             Param("type", "enum", "json", required=True, choices=PLAYLIST_TYPES),
-            Param("paths", "strlist", "json", required=True),
+            Param("paths", "strlist", "json", required=True, minimum=0),
         ),
         errors=_NF,
     ),

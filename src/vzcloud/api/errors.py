@@ -169,7 +169,7 @@ class NetworkError(CloudError):
 # The one status -> error table. Statuses not listed map by class: 4xx to CloudError with
 # that status, 5xx to ServerError.
 ERRORS_BY_STATUS: dict[int, type[CloudError]] = {
-    cls.status: cls  # type: ignore[misc]
+    cls.status: cls
     for cls in (
         BadRequestError,
         UnauthorizedError,

@@ -38,6 +38,7 @@ from vzcloud.server import routes as routes_pkg
 from vzcloud.server.auth import authenticate
 from vzcloud.server.blobs import BlobStore
 from vzcloud.server.config import ServerConfig
+from vzcloud.server.content import recover
 from vzcloud.server.params import parse_args
 from vzcloud.server.routes import HANDLERS
 from vzcloud.server.store import Account, Store
@@ -45,7 +46,9 @@ from vzcloud.server.store import Account, Store
 log = logging.getLogger("vzcloud.server")
 access_log = logging.getLogger("vzcloud.server.access")
 
-_SECRET_QUERY = re.compile(r"(access-token|access_token|code|refresh_token|client_secret|token)=[^&]*")
+_SECRET_QUERY = re.compile(
+    r"(access-token|access_token|code|refresh_token|client_secret|token|password)=[^&]*"
+)
 
 
 def redact(query: str) -> str:
@@ -95,12 +98,19 @@ class CloudServer:
         self.store = Store(config.data_dir / "cloud.db")
         self.blobs = BlobStore(config.data_dir)
         self.faults = Faults()
+        # Leftovers of a crash or of abandoned uploads (see vzcloud.server.content).
+        recover(self.store, self.blobs, config)
 
     def collect_garbage(self) -> None:
-        """Delete blob files whose last reference went away in a committed transaction."""
+        """Delete blob files whose last reference went away in a committed transaction.
+
+        Under the store lock, so an upload adopting the same blob (also under the lock)
+        cannot have it deleted between our reference check and the unlink.
+        """
         for checksum in self.store.take_released():
-            if not self.store.referenced(checksum):
-                self.blobs.delete(checksum)
+            with self.store.lock:
+                if not self.store.referenced(checksum):
+                    self.blobs.delete(checksum)
 
     def close(self) -> None:
         self.store.close()

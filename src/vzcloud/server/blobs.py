@@ -24,7 +24,7 @@ class BlobWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.file: BinaryIO = open(path, "wb")  # noqa: SIM115 (closed by finish/abort)
+        self.file: BinaryIO = open(path, "wb")  # closed by close() or abort()
         self.hash = hashlib.sha256()
         self.size = 0
 

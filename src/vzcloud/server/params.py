@@ -73,8 +73,10 @@ def convert(param: Param, value: Any) -> Any:
         items = value if isinstance(value, list) else [value]
         if not all(isinstance(v, str) for v in items):
             raise BadRequestError(f"parameter {n!r} must be a string or a list of strings")
-        if not items or len(items) > MAX_LIST:
-            raise BadRequestError(f"parameter {n!r} needs 1 to {MAX_LIST} items")
+        # ``minimum`` of a strlist is its fewest items (default 1; 0 allows an empty list).
+        least = 1 if param.minimum is None else param.minimum
+        if len(items) < least or len(items) > MAX_LIST:
+            raise BadRequestError(f"parameter {n!r} needs {least} to {MAX_LIST} items")
         return list(items)
     # The rest are text.
     if not isinstance(value, str):

@@ -1,0 +1,272 @@
+"""The mount's on-disk metadata: inodes, (parent, name) entries, attributes, upload jobs.
+
+Local state is keyed by inode number, never by path: a directory rename changes one row,
+and a cloud path is derived from the entry chain only when a request needs it.
+
+Concurrency contract: the mount runs every handler in one trio thread, so this object is
+used from that thread only; statements are short and stay inline (fuse-notes: short
+local SQLite statements may). ``synchronous=FULL`` + WAL make each commit durable, which
+the upload queue relies on: a job is committed before ``close()`` returns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT_INODE = 1
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    -- schema_version; etag: last applied fullview etag; account: the cloud account id
+    -- this cache belongs to (a different account wipes the cache).
+
+CREATE TABLE IF NOT EXISTS inodes (
+    ino          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused (AUTOINCREMENT)
+    parent       INTEGER,          -- directory inode; NULL for the root and for an
+                                   -- unlinked inode kept alive by open handles/lookups
+    name         TEXT,             -- entry name in parent; NULL when parent is NULL
+    is_dir       INTEGER NOT NULL,
+    size         INTEGER NOT NULL DEFAULT 0,
+    mtime_ns     INTEGER NOT NULL,
+    ctime_ns     INTEGER NOT NULL,
+    checksum     TEXT,             -- sha256 of the cloud content the clean data is;
+                                   -- NULL for directories and never-uploaded files
+    version      INTEGER,          -- cloud version of that content
+    remote       INTEGER NOT NULL DEFAULT 0,  -- 1 = exists in the cloud at the entry's path
+    dirty        INTEGER NOT NULL DEFAULT 0,  -- 1 = staging file holds data not yet uploaded
+    write_gen    INTEGER NOT NULL DEFAULT 0,  -- bumped by every local write/truncate; an
+                                              -- upload only cleans the inode if unchanged
+    favorite     INTEGER NOT NULL DEFAULT 0,
+    tags         TEXT,
+    uri          TEXT,
+    mime_type    TEXT,
+    content_token TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS inodes_entry ON inodes(parent, name) WHERE parent IS NOT NULL;
+
+-- Persistent upload queue: one job per inode whose staged content must reach the cloud.
+CREATE TABLE IF NOT EXISTS upload_jobs (
+    ino          INTEGER PRIMARY KEY REFERENCES inodes(ino),
+    queued_at    REAL NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_try     REAL NOT NULL DEFAULT 0,   -- time.time() before which it is not retried
+    last_error   TEXT
+);
+"""
+
+
+@dataclass
+class Inode:
+    ino: int
+    parent: int | None
+    name: str | None
+    is_dir: bool
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    checksum: str | None
+    version: int | None
+    remote: bool
+    dirty: bool
+    write_gen: int
+    favorite: bool
+    tags: str | None
+    uri: str | None
+    mime_type: str | None
+    content_token: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Inode:
+        return cls(
+            row["ino"], row["parent"], row["name"], bool(row["is_dir"]), row["size"],
+            row["mtime_ns"], row["ctime_ns"], row["checksum"], row["version"],
+            bool(row["remote"]), bool(row["dirty"]), row["write_gen"], bool(row["favorite"]),
+            row["tags"], row["uri"], row["mime_type"], row["content_token"],
+        )
+
+
+class MetadataStore:
+    """SQLite-backed inode table of one mount's cache directory."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        if self.get(ROOT_INODE) is None:
+            now = time.time_ns()
+            self.db.execute(
+                "INSERT INTO inodes (ino, parent, name, is_dir, mtime_ns, ctime_ns, remote)"
+                " VALUES (?, NULL, NULL, 1, ?, ?, 1)",
+                (ROOT_INODE, now, now),
+            )
+            self.set_state("schema_version", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # State ------------------------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM state WHERE key=?", (key,))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def tx(self) -> MetadataStore._Tx:
+        """A transaction: several changes that must land together (a fullview delta)."""
+        return MetadataStore._Tx(self.db)
+
+    # Inodes -----------------------------------------------------------------------------
+
+    def get(self, ino: int) -> Inode | None:
+        row = self.db.execute("SELECT * FROM inodes WHERE ino=?", (ino,)).fetchone()
+        return None if row is None else Inode.from_row(row)
+
+    def lookup(self, parent: int, name: str) -> Inode | None:
+        row = self.db.execute(
+            "SELECT * FROM inodes WHERE parent=? AND name=?", (parent, name)
+        ).fetchone()
+        return None if row is None else Inode.from_row(row)
+
+    def children(self, parent: int, after_ino: int = 0) -> Iterator[Inode]:
+        """Entries of a directory by increasing inode number, starting after ``after_ino``.
+
+        Ordering by inode makes the readdir offset (``next_id`` = last ino) stable while
+        entries are added or removed.
+        """
+        for row in self.db.execute(
+            "SELECT * FROM inodes WHERE parent=? AND ino>? ORDER BY ino", (parent, after_ino)
+        ):
+            yield Inode.from_row(row)
+
+    def has_children(self, parent: int) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM inodes WHERE parent=? LIMIT 1", (parent,)
+        ).fetchone() is not None
+
+    def create(
+        self, parent: int, name: str, *, is_dir: bool, size: int = 0,
+        mtime_ns: int | None = None, checksum: str | None = None, version: int | None = None,
+        remote: bool = False, dirty: bool = False, favorite: bool = False,
+        tags: str | None = None, uri: str | None = None, mime_type: str | None = None,
+        content_token: str | None = None,
+    ) -> Inode:
+        now = time.time_ns()
+        cur = self.db.execute(
+            "INSERT INTO inodes (parent, name, is_dir, size, mtime_ns, ctime_ns, checksum,"
+            " version, remote, dirty, favorite, tags, uri, mime_type, content_token)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (parent, name, int(is_dir), size, mtime_ns or now, now, checksum, version,
+             int(remote), int(dirty), int(favorite), tags, uri, mime_type, content_token),
+        )
+        inode = self.get(int(cur.lastrowid or 0))
+        assert inode is not None
+        return inode
+
+    def update(self, ino: int, **fields: object) -> None:
+        """Set columns of one inode (names as in the schema)."""
+        if not fields:
+            return
+        cols = ", ".join(f"{k}=?" for k in fields)
+        self.db.execute(f"UPDATE inodes SET {cols} WHERE ino=?", (*fields.values(), ino))
+
+    def move(self, ino: int, parent: int | None, name: str | None) -> None:
+        """Change an inode's entry (rename), or detach it (parent None) when unlinked."""
+        self.db.execute(
+            "UPDATE inodes SET parent=?, name=?, ctime_ns=? WHERE ino=?",
+            (parent, name, time.time_ns(), ino),
+        )
+
+    def delete(self, ino: int) -> None:
+        """Forget an inode for good (no entry, no lookups, no handles)."""
+        self.db.execute("DELETE FROM upload_jobs WHERE ino=?", (ino,))
+        self.db.execute("DELETE FROM inodes WHERE ino=?", (ino,))
+
+    def path_parts(self, ino: int) -> list[str] | None:
+        """Names from the root down to ``ino``; None if it is detached (unlinked)."""
+        parts: list[str] = []
+        current = ino
+        while current != ROOT_INODE:
+            row = self.db.execute(
+                "SELECT parent, name FROM inodes WHERE ino=?", (current,)
+            ).fetchone()
+            if row is None or row["parent"] is None:
+                return None
+            parts.append(row["name"])
+            current = row["parent"]
+        return list(reversed(parts))
+
+    def resolve(self, parts: list[str]) -> Inode | None:
+        """The inode at a cloud path given as names, or None."""
+        inode = self.get(ROOT_INODE)
+        for name in parts:
+            if inode is None:
+                return None
+            inode = self.lookup(inode.ino, name)
+        return inode
+
+    def detached(self) -> list[int]:
+        """Inodes with no entry (unlinked while open): removed at mount start."""
+        return [
+            r[0] for r in self.db.execute(
+                "SELECT ino FROM inodes WHERE parent IS NULL AND ino != ?", (ROOT_INODE,)
+            )
+        ]
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM inodes").fetchone()[0])
+
+    # Upload jobs ------------------------------------------------------------------------
+
+    def enqueue_upload(self, ino: int) -> None:
+        """Record (durably, before close() returns) that ``ino`` must be uploaded."""
+        self.db.execute(
+            "INSERT INTO upload_jobs (ino, queued_at) VALUES (?, ?)"
+            " ON CONFLICT(ino) DO UPDATE SET next_try=0",
+            (ino, time.time()),
+        )
+
+    def upload_jobs(self, now: float | None = None) -> list[sqlite3.Row]:
+        """Jobs due now (all jobs when ``now`` is None), oldest first."""
+        if now is None:
+            return self.db.execute("SELECT * FROM upload_jobs ORDER BY queued_at").fetchall()
+        return self.db.execute(
+            "SELECT * FROM upload_jobs WHERE next_try <= ? ORDER BY queued_at", (now,)
+        ).fetchall()
+
+    def has_upload_job(self, ino: int) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM upload_jobs WHERE ino=?", (ino,)
+        ).fetchone() is not None
+
+    def upload_failed(self, ino: int, error: str, retry_in: float) -> None:
+        self.db.execute(
+            "UPDATE upload_jobs SET attempts=attempts+1, next_try=?, last_error=? WHERE ino=?",
+            (time.time() + retry_in, error, ino),
+        )
+
+    def upload_done(self, ino: int) -> None:
+        self.db.execute("DELETE FROM upload_jobs WHERE ino=?", (ino,))

@@ -1,0 +1,234 @@
+"""The pyfuse3 adapter: unpack FUSE arguments, call the core, pack the reply.
+
+Nothing else lives here. Every handler goes through ``_guard``, so no exception but
+FUSEError ever leaves a handler (any other would end ``pyfuse3.main`` and kill the
+mount): OSError and CloudError become their errno through ``errno_map``; anything else is
+logged with its traceback and becomes EIO.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import pyfuse3
+import trio
+
+from vzcloud.api.errors import CloudError
+from vzcloud.fs.core import FilesystemCore, Notifier
+from vzcloud.fs.errno_map import to_errno
+from vzcloud.fs.metadata import Inode
+
+log = logging.getLogger("vzcloud.fs.ops")
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+BLKSIZE = 1 << 20  # a large st_blksize gets larger writes from programs that honour it
+
+
+def _guard(fn: F) -> F:
+    @functools.wraps(fn)
+    async def wrapper(self: Operations, *args: Any) -> Any:
+        try:
+            return await fn(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except (OSError, CloudError) as exc:
+            code = to_errno(exc)
+            level = logging.DEBUG if code in (errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY) else logging.WARNING
+            log.log(level, "%s%r: %s (errno %s)", fn.__name__, args[:2], exc,
+                    errno.errorcode.get(code, code))
+            raise pyfuse3.FUSEError(code) from None
+        except trio.Cancelled:
+            raise
+        except Exception:
+            log.exception("%s failed unexpectedly", fn.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _name(raw: bytes) -> str:
+    try:
+        return os.fsdecode(raw) if b"\0" not in raw else raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise pyfuse3.FUSEError(errno.EINVAL) from None
+
+
+class KernelNotifier(Notifier):
+    """Invalidate kernel caches. Only ever called from background tasks (the sync task),
+    never inside a handler: pyfuse3's invalidate calls can deadlock there."""
+
+    def entry_removed(self, parent: int, name: str) -> None:
+        try:
+            pyfuse3.invalidate_entry_async(parent, os.fsencode(name), deleted=0, ignore_enoent=True)
+        except Exception as exc:  # the kernel may not know the entry: nothing to drop
+            log.debug("invalidate_entry(%d, %r): %s", parent, name, exc)
+
+    def inode_changed(self, ino: int) -> None:
+        try:
+            pyfuse3.invalidate_inode(ino, attr_only=False)
+        except Exception as exc:
+            log.debug("invalidate_inode(%d): %s", ino, exc)
+
+
+class Operations(pyfuse3.Operations):
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, core: FilesystemCore) -> None:
+        super().__init__()
+        self.core = core
+
+    def _attrs(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        o = self.core.options
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = inode.ino
+        a.generation = 0
+        a.entry_timeout = o.entry_timeout
+        a.attr_timeout = o.attr_timeout
+        a.st_mode = self.core.mode_of(inode)
+        a.st_nlink = 2 if inode.is_dir else 1
+        a.st_uid = o.uid
+        a.st_gid = o.gid
+        a.st_rdev = 0
+        a.st_size = 4096 if inode.is_dir else inode.size
+        a.st_blksize = BLKSIZE
+        a.st_blocks = (inode.size + 511) // 512
+        a.st_atime_ns = inode.mtime_ns
+        a.st_mtime_ns = inode.mtime_ns
+        a.st_ctime_ns = inode.ctime_ns
+        return a
+
+    @_guard
+    async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        inode = self.core.lookup(parent_inode, _name(name))
+        self.core.remember(inode.ino)
+        return self._attrs(inode)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, n in inode_list:
+            try:
+                self.core.forget(ino, n)
+            except Exception:  # forget must never raise
+                log.exception("forget(%d, %d) failed", ino, n)
+
+    @_guard
+    async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        return self._attrs(self.core.getattr(inode))
+
+    @_guard
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: int | None, ctx: Any) -> pyfuse3.EntryAttributes:
+        result = await self.core.setattr(
+            inode,
+            size=attr.st_size if fields.update_size else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+        )
+        return self._attrs(result)
+
+    @_guard
+    async def opendir(self, inode: int, ctx: Any) -> int:
+        if not self.core.getattr(inode).is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return inode
+
+    @_guard
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        for child in self.core.readdir(fh, start_id):
+            if not pyfuse3.readdir_reply(token, os.fsencode(child.name or ""),
+                                         self._attrs(child), child.ino):
+                break
+            self.core.remember(child.ino)
+
+    async def releasedir(self, fh: int) -> None:
+        return None
+
+    @_guard
+    async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
+        handle = await self.core.open(inode, flags)
+        # keep_cache: the kernel page cache stays valid while the content is unchanged;
+        # the sync task invalidates the inode when the cloud changes it.
+        return pyfuse3.FileInfo(fh=handle.fh, keep_cache=True)
+
+    @_guard
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        handle, inode = await self.core.create(parent_inode, _name(name), flags)
+        self.core.remember(inode.ino)
+        return pyfuse3.FileInfo(fh=handle.fh, keep_cache=True), self._attrs(inode)
+
+    @_guard
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return await self.core.read(fh, off, size)
+
+    @_guard
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        return await self.core.write(fh, off, buf)
+
+    @_guard
+    async def flush(self, fh: int) -> None:
+        await self.core.flush(fh)
+
+    @_guard
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self.core.fsync(fh)
+
+    @_guard
+    async def release(self, fh: int) -> None:
+        await self.core.release(fh)
+
+    @_guard
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        inode = await self.core.mkdir(parent_inode, _name(name))
+        self.core.remember(inode.ino)
+        return self._attrs(inode)
+
+    @_guard
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        await self.core.rmdir(parent_inode, _name(name))
+
+    @_guard
+    async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        await self.core.unlink(parent_inode, _name(name))
+
+    @_guard
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: Any) -> None:
+        await self.core.rename(parent_inode_old, _name(name_old), parent_inode_new,
+                               _name(name_new), flags)
+
+    @_guard
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EPERM)  # the cloud has no hard links
+
+    @_guard
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EPERM)  # the cloud has no symbolic links
+
+    @_guard
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EPERM)  # only regular files and directories
+
+    @_guard
+    async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
+        quota, used = await self.core.statfs()
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = 4096
+        s.f_blocks = quota // 4096
+        s.f_bfree = s.f_bavail = max(0, quota - used) // 4096
+        s.f_files = s.f_ffree = s.f_favail = 1 << 20
+        s.f_namemax = 255
+        return s
+
+    @_guard
+    async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+
+    @_guard
+    async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
+        return []

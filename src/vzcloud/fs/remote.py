@@ -1,0 +1,86 @@
+"""What the filesystem needs from the cloud, as one narrow async interface.
+
+``CloudRemote`` implements it over ``vzcloud.AsyncCloud``; the core never sees HTTP.
+Every method raises ``vzcloud.api.errors.CloudError`` subclasses on failure (network
+failures as ``NetworkError``), which ``fs.errno_map`` turns into errno values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from vzcloud.api import paths as P
+from vzcloud.api.errors import BadRequestError
+from vzcloud.api.models import Account, CloudFile, CloudFolder, FullviewResult
+from vzcloud.sdk.async_cloud import AsyncCloud
+
+
+class Remote(Protocol):
+    async def account(self) -> Account: ...
+
+    async def fullview(self, etag: str | None) -> FullviewResult: ...
+
+    async def read_range(self, path: str, start: int, end: int) -> tuple[bytes, str | None]:
+        """Bytes ``[start, end)`` of the file at ``path`` and the content's checksum
+        (the response ETag), so the caller can tell if the file changed under it."""
+        ...
+
+    async def upload(self, local: Path, parent_path: str, name: str) -> CloudFile: ...
+
+    async def file_metadata(self, path: str) -> CloudFile: ...
+
+    async def create_folder(self, parent_path: str, name: str) -> CloudFolder: ...
+
+    async def create_virtualfolder(self, name: str) -> CloudFolder: ...
+
+    async def rename_virtualfolder(self, old: str, new: str) -> CloudFolder: ...
+
+    async def delete_virtualfolder(self, name: str) -> None: ...
+
+    async def move(self, src: str, target: str) -> CloudFile | CloudFolder: ...
+
+    async def delete(self, path: str) -> None: ...
+
+
+class CloudRemote:
+    """``Remote`` over a ``vzcloud.AsyncCloud`` (one per mount, connection reuse)."""
+
+    def __init__(self, cloud: AsyncCloud) -> None:
+        self.cloud = cloud
+
+    async def account(self) -> Account:
+        return await self.cloud.account()
+
+    async def fullview(self, etag: str | None) -> FullviewResult:
+        return await self.cloud.fullview(etag)
+
+    async def read_range(self, path: str, start: int, end: int) -> tuple[bytes, str | None]:
+        return await self.cloud.fetch_range(path, start, end - start)
+
+    async def upload(self, local: Path, parent_path: str, name: str) -> CloudFile:
+        return await self.cloud.upload(str(local), parent_path, name)
+
+    async def file_metadata(self, path: str) -> CloudFile:
+        result = await self.cloud.file_metadata(path)
+        if not isinstance(result, CloudFile):
+            raise BadRequestError(f"not a file: {path}")
+        return result
+
+    async def create_folder(self, parent_path: str, name: str) -> CloudFolder:
+        return await self.cloud.create_folder(P.join([*P.split_path(parent_path), name]))
+
+    async def create_virtualfolder(self, name: str) -> CloudFolder:
+        return await self.cloud.create_virtualfolder(name)
+
+    async def rename_virtualfolder(self, old: str, new: str) -> CloudFolder:
+        return await self.cloud.rename_virtualfolder(old, new)
+
+    async def delete_virtualfolder(self, name: str) -> None:
+        await self.cloud.delete_virtualfolder(name)
+
+    async def move(self, src: str, target: str) -> CloudFile | CloudFolder:
+        return await self.cloud.move(src, target)
+
+    async def delete(self, path: str) -> None:
+        await self.cloud.delete(path)
