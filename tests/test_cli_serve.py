@@ -126,7 +126,7 @@ def test_first_run_writes_a_working_profile(env: dict[str, str], serving: list[S
     assert (config / "default-profile").read_text().strip() == "local"
     profile = read_profile(env)
     assert profile["server"] == s.url
-    assert profile["redirect_uri"] == "http://127.0.0.1:8976/callback"
+    assert profile["redirect_uri"] == "http://127.0.0.1:8977/callback"
     assert profile["client_secret"] and profile["refresh_token"] and profile["expires_at"]
     r = account(s.url, profile["access_token"])
     assert r.status_code == 200, r.text

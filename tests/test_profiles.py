@@ -25,7 +25,7 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def sample(name: str = "work") -> Profile:
     return Profile(name=name, server="http://127.0.0.1:8976", client_id="cid",
-                   client_secret="s3cret", redirect_uri="http://127.0.0.1:8976/callback",
+                   client_secret="s3cret", redirect_uri="http://127.0.0.1:8977/callback",
                    access_token="acc-123", refresh_token="ref-456", expires_at=1e9)
 
 

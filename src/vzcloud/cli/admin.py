@@ -67,7 +67,7 @@ def register(subparsers: Any) -> None:
                     help="register a client (prints its id and secret)")
     p.add_argument("--redirect-uri", required=True, metavar="URI",
                    help="the one redirect URI the client may use, like "
-                   "http://127.0.0.1:8976/callback")
+                   "http://127.0.0.1:8977/callback")
     p.add_argument("--name", default="", help="shown on the sign-in page")
 
     p = add_command(groups, "token", token, parents=[data_option],

@@ -75,13 +75,13 @@ def check_redirect_uri(uri: str) -> str:
     if not parts.scheme or "#" in uri or any(c.isspace() for c in uri) or len(uri) > 2000:
         raise BadRequestError(
             f"invalid redirect URI {uri!r}: it must be absolute (like "
-            "http://127.0.0.1:8976/callback), without a #fragment or spaces"
+            "http://127.0.0.1:8977/callback), without a #fragment or spaces"
         )
     if parts.scheme in ("http", "https") and not parts.netloc:
         raise BadRequestError(f"invalid redirect URI {uri!r}: no host")
     return uri
 
-DEFAULT_REDIRECT_URI = "http://127.0.0.1:8976/callback"
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8977/callback"
 
 
 @dataclass(frozen=True)
