@@ -7,7 +7,18 @@ and the remote are handed in through the constructor.
 Concurrency contract: every method runs on the mount's single trio thread; they overlap
 only at ``await``. State read before an await may be stale after it, so every method that
 awaits re-reads the inode afterwards. Per-inode content changes (staging, size) happen
-under ``self._content_lock(ino)``. Disk work (blocks, staging) goes to worker threads.
+under ``self.content_lock(ino)``, which the uploader also takes to snapshot a staging
+file; reads of staged content take it too, so they never see a half-built staging file.
+Disk work (blocks, staging) goes to worker threads.
+
+Content: a file's bytes come from its staging file when it has one (written locally,
+not yet uploaded, or kept for an unlinked-but-open file), else from cache blocks of its
+checksum, fetched from the cloud with ranged GETs on a miss (sequential readers get
+read-ahead: several blocks fetched in parallel, in the mount's nursery).
+
+Namespace changes call the cloud first and change the local tree only once it agreed;
+each such change is counted (``meta.note_local_change``) so a fullview fetched meanwhile
+is not applied over it (``fs.sync``).
 """
 
 from __future__ import annotations
@@ -18,14 +29,13 @@ import os
 import stat
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from vzcloud.api import paths as P
-from vzcloud.api.errors import CloudError, NotFoundError
+from vzcloud.api.errors import CloudError, ConflictError, NotFoundError
 from vzcloud.fs.blocks import BlockCache
 from vzcloud.fs.errno_map import FsError
 from vzcloud.fs.metadata import ROOT_INODE, Inode, MetadataStore
@@ -34,8 +44,16 @@ from vzcloud.fs.staging import StagingArea
 
 log = logging.getLogger("vzcloud.fs")
 
-READAHEAD_BLOCKS = 8
+READAHEAD_BLOCKS = 16  # blocks fetched ahead of a sequential reader
+PREFETCH_SPAN = 2  # blocks per read-ahead GET; the GETs run in parallel
+PREFETCH_PARALLEL = 4  # read-ahead GETs in flight at once, for the whole mount
 MAX_FILE_SIZE = 1 << 40
+STATFS_TTL = 30.0
+BUSY_WINDOW = 0.2  # seconds after a request the filesystem counts as busy (uploads yield)
+WRITE_BACK_DELAY = 1.0  # seconds a flushed file still open for writing waits for upload
+# rename(2) flags (Linux values; pyfuse3 passes them through).
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
 
 
 @dataclass
@@ -53,13 +71,16 @@ class Handle:
     fh: int
     ino: int
     writable: bool
+    keep_cache: bool = True  # the kernel may keep the pages it has of this file
     dirty: bool = False  # written through this handle since the last flush
     next_offset: int = -1  # where a sequential reader would read next (read-ahead)
+    ahead: tuple[str, int] = ("", -1)  # (checksum, last block) read-ahead was started for
 
 
 class Notifier:
     """Tells the kernel that entries or inodes changed. The FUSE adapter provides the real
-    one; calls are only ever made from background tasks, never inside a handler."""
+    one. The methods may block: the syncer calls them in a worker thread, never inside a
+    handler (a kernel invalidation can wait for a request the trio thread must answer)."""
 
     def entry_removed(self, parent: int, name: str) -> None: ...
 
@@ -86,13 +107,17 @@ class FilesystemCore:
         self._next_fh = 1
         self._locks: dict[int, trio.Lock] = {}
         self._inflight: dict[tuple[str, int], trio.Event] = {}
-        self._statfs_cache: tuple[float, Any] | None = None
+        self._prefetch_slots = trio.Semaphore(PREFETCH_PARALLEL)
+        # What content the kernel may hold pages of, per inode (see ``open``).
+        self._kernel_view: dict[int, str] = {}
+        self._statfs_cache: tuple[float, tuple[int, int]] | None = None
+        self.last_request = -1e9  # trio.current_time() of the last request (``busy``)
         self.nursery: trio.Nursery | None = None  # set by the mount: read-ahead tasks
         self.uploader: Any = None  # set by the mount (fs.uploads.Uploader)
 
     # Helpers ---------------------------------------------------------------------------
 
-    def _content_lock(self, ino: int) -> trio.Lock:
+    def content_lock(self, ino: int) -> trio.Lock:
         lock = self._locks.get(ino)
         if lock is None:
             lock = self._locks[ino] = trio.Lock()
@@ -111,6 +136,8 @@ class FilesystemCore:
         return P.join(parts)
 
     def _check_name(self, name: str) -> None:
+        if len(name.encode("utf-8", "surrogateescape")) > P.MAX_NAME_BYTES:
+            raise FsError(errno.ENAMETOOLONG)
         problem = P.name_problem(name)
         if problem:
             raise FsError(errno.EINVAL, f"invalid name {name!r}: {problem}")
@@ -119,10 +146,31 @@ class FilesystemCore:
         if self.options.read_only:
             raise FsError(errno.EROFS, "mounted read-only")
 
+    def _directory(self, ino: int) -> Inode:
+        inode = self.inode(ino)
+        if not inode.is_dir:
+            raise FsError(errno.ENOTDIR)
+        return inode
+
     def mode_of(self, inode: Inode) -> int:
         if inode.is_dir:
             return stat.S_IFDIR | (0o777 & ~self.options.umask)
         return stat.S_IFREG | (0o666 & ~self.options.umask)
+
+    def has_unflushed(self, ino: int) -> bool:
+        """A handle wrote to ``ino`` and was not flushed yet (its close will queue it)."""
+        return any(h.ino == ino and h.dirty for h in self.handles.values())
+
+    def is_open(self, ino: int) -> bool:
+        return bool(self.open_count.get(ino))
+
+    def note_request(self) -> None:
+        """The adapter saw a request (see ``busy``)."""
+        self.last_request = trio.current_time()
+
+    def busy(self) -> bool:
+        """Programs are using the filesystem (a request in the last BUSY_WINDOW s)."""
+        return trio.current_time() - self.last_request < BUSY_WINDOW
 
     # Lookup counts ---------------------------------------------------------------------
 
@@ -130,23 +178,27 @@ class FilesystemCore:
         """The kernel got a reference to ``ino`` (lookup, create, mkdir, readdirplus)."""
         self.lookups[ino] += 1
 
-    def forget(self, ino: int, n: int) -> None:
+    async def forget(self, ino: int, n: int) -> None:
         left = self.lookups[ino] - n
         if left > 0:
             self.lookups[ino] = left
             return
         self.lookups.pop(ino, None)
-        self._maybe_drop(ino)
+        await self.maybe_drop(ino)
 
-    def _maybe_drop(self, ino: int) -> None:
+    async def maybe_drop(self, ino: int) -> None:
         """Delete an unlinked inode once nothing refers to it any more."""
         if ino == ROOT_INODE or self.lookups.get(ino) or self.open_count.get(ino):
             return
         inode = self.meta.get(ino)
-        if inode is not None and inode.parent is None:
-            self.meta.delete(ino)
-            self.staging.remove(ino)
-            self._locks.pop(ino, None)
+        if inode is None or inode.parent is not None:
+            return
+        self.meta.delete(ino)
+        self._kernel_view.pop(ino, None)
+        if self.staging.exists(ino):
+            async with self.content_lock(ino):
+                await trio.to_thread.run_sync(self.staging.remove, ino)
+        self._locks.pop(ino, None)
 
     # Attributes and lookups -------------------------------------------------------------
 
@@ -165,7 +217,8 @@ class FilesystemCore:
         return self.inode(ino)
 
     async def setattr(
-        self, ino: int, *, size: int | None = None, mtime_ns: int | None = None
+        self, ino: int, *, size: int | None = None, mtime_ns: int | None = None,
+        fh: int | None = None,
     ) -> Inode:
         """Truncate and/or set mtime. Mode and owner come from mount options (accepted,
         not stored: the cloud has no such notion)."""
@@ -176,32 +229,31 @@ class FilesystemCore:
                 raise FsError(errno.EISDIR)
             if size < 0 or size > MAX_FILE_SIZE:
                 raise FsError(errno.EFBIG, f"size {size} over the limit")
-            async with self._content_lock(ino):
+            async with self.content_lock(ino):
                 await self._ensure_staged(ino, keep_content=size > 0)
                 await trio.to_thread.run_sync(self.staging.truncate, ino, size)
                 inode = self.inode(ino)
                 self.meta.update(ino, size=size, mtime_ns=time.time_ns(), dirty=1,
                                  write_gen=inode.write_gen + 1)
-                # A truncate outside an open handle must still reach the cloud.
-                if not self.open_count.get(ino):
-                    await self._stage_for_upload(ino)
+                # A writable handle's close queues the upload; without one (truncate(1)
+                # of a path) the change is queued now.
+                handle = self.handles.get(fh) if fh is not None else None
+                if handle is None or handle.ino != ino or not handle.writable:
+                    handle = next((h for h in self.handles.values()
+                                   if h.ino == ino and h.writable), None)
+                if handle is not None:
+                    handle.dirty = True
                 else:
-                    for h in self.handles.values():
-                        if h.ino == ino and h.writable:
-                            h.dirty = True
-                            break
-                    else:
-                        await self._stage_for_upload(ino)
+                    await self._stage_for_upload(ino)
         if mtime_ns is not None:
             self.meta.update(ino, mtime_ns=mtime_ns)
         return self.inode(ino)
 
-    def readdir(self, ino: int, after: int) -> Iterator[Inode]:
-        """Children after inode number ``after``; the adapter uses each ino as next_id."""
-        inode = self.inode(ino)
-        if not inode.is_dir:
-            raise FsError(errno.ENOTDIR)
-        return self.meta.children(ino, after)
+    def readdir(self, ino: int, after: int, limit: int = 256) -> list[Inode]:
+        """Up to ``limit`` children after inode number ``after``; the adapter uses each
+        ino as next_id."""
+        self._directory(ino)
+        return self.meta.children(ino, after, limit)
 
     # Opening, reading ------------------------------------------------------------------
 
@@ -215,8 +267,9 @@ class FilesystemCore:
             self._writable()
         handle = self._new_handle(ino, writable)
         if writable and flags & os.O_TRUNC:
-            async with self._content_lock(ino):
+            async with self.content_lock(ino):
                 await trio.to_thread.run_sync(self.staging.create, ino, 0)
+                inode = self.inode(ino)
                 self.meta.update(ino, size=0, mtime_ns=time.time_ns(), dirty=1,
                                  write_gen=inode.write_gen + 1)
                 handle.dirty = True
@@ -225,7 +278,14 @@ class FilesystemCore:
     def _new_handle(self, ino: int, writable: bool) -> Handle:
         fh = self._next_fh
         self._next_fh += 1
-        handle = Handle(fh, ino, writable)
+        # The kernel's pages of this file stay valid while its content is the one they
+        # were read from: the same checksum, or local content (the kernel saw every
+        # local write go through it).
+        inode = self.inode(ino)
+        view = "local" if inode.dirty or self.staging.exists(ino) else inode.checksum or ""
+        keep = self._kernel_view.get(ino) == view
+        self._kernel_view[ino] = view
+        handle = Handle(fh, ino, writable, keep_cache=keep)
         self.handles[fh] = handle
         self.open_count[ino] += 1
         return handle
@@ -239,117 +299,194 @@ class FilesystemCore:
     async def read(self, fh: int, offset: int, size: int) -> bytes:
         handle = self.handle(fh)
         ino = handle.ino
-        inode = self.inode(ino)
-        if offset >= inode.size or size <= 0:
+        if size <= 0:
             return b""
+        lock = self.content_lock(ino)
+        if self.staging.exists(ino) or lock.locked():
+            async with lock:  # never read a staging file while it is being built
+                if self.staging.exists(ino):
+                    inode = self.inode(ino)
+                    end = min(offset + size, inode.size)
+                    if offset >= end:
+                        return b""
+                    return await trio.to_thread.run_sync(
+                        self.staging.read, ino, offset, end - offset)
+        inode = self.inode(ino)
         end = min(offset + size, inode.size)
-        if self.staging.exists(ino):
-            return await trio.to_thread.run_sync(self.staging.read, ino, offset, end - offset)
+        if offset >= end:
+            return b""
         if not inode.checksum:
             return b"\0" * (end - offset)
         bs = self.blocks.block_size
         first, last = offset // bs, (end - 1) // bs
         data = await self._read_blocks(inode, first, last)
-        sequential = handle.next_offset == offset or offset == 0
-        handle.next_offset = end
-        if sequential and self.nursery is not None:
-            total = self.blocks.blocks_of(inode.size)
-            ahead = range(last + 1, min(last + 1 + READAHEAD_BLOCKS, total))
-            if ahead:
-                self.nursery.start_soon(self._prefetch, inode, ahead.start, ahead.stop - 1)
+        self._read_ahead(handle, inode, offset, end, last)
         return data[offset - first * bs: end - first * bs]
 
+    def _read_ahead(self, handle: Handle, inode: Inode, offset: int, end: int, last: int) -> None:
+        """Start fetching the next blocks when ``handle`` reads sequentially. The kernel
+        sends several readahead requests at once, so "sequential" allows a block of
+        reordering. The blocks are claimed here, before any await, so a reader that
+        gets there first waits for them instead of fetching them again."""
+        bs = self.blocks.block_size
+        sequential = offset == 0 or abs(offset - handle.next_offset) <= bs
+        handle.next_offset = end
+        if not sequential or self.nursery is None or not inode.checksum:
+            return
+        checksum = inode.checksum
+        started = handle.ahead[1] if handle.ahead[0] == checksum else -1
+        start = max(last + 1, started + 1)
+        stop = min(last + 1 + READAHEAD_BLOCKS, self.blocks.blocks_of(inode.size))
+        if start >= stop:
+            return
+        handle.ahead = (checksum, stop - 1)
+        claimed = self._claim(checksum, [i for i in range(start, stop)
+                                         if self.blocks.get_hot(checksum, i) is None])
+        if claimed:
+            self.nursery.start_soon(self._prefetch, inode, claimed)
+
+    def _claim(self, checksum: str, indices: list[int]) -> list[int]:
+        """Mark the blocks of ``indices`` nobody is fetching as fetched by the caller, who
+        must ``_unclaim`` them (fetched or not); returns them."""
+        mine = [i for i in indices if (checksum, i) not in self._inflight]
+        for i in mine:
+            self._inflight[(checksum, i)] = trio.Event()
+        return mine
+
+    def _unclaim(self, checksum: str, indices: list[int]) -> None:
+        for i in indices:
+            event = self._inflight.pop((checksum, i), None)
+            if event is not None:
+                event.set()
+
     async def _read_blocks(self, inode: Inode, first: int, last: int) -> bytes:
-        """Blocks ``first..last`` of a clean file, from the cache or the cloud."""
+        """Blocks ``first..last`` of a clean file, from memory, the disk cache or the cloud."""
         assert inode.checksum
         checksum = inode.checksum
         parts: dict[int, bytes] = {}
-        missing: list[int] = []
+        cold: list[int] = []
         for i in range(first, last + 1):
-            cached = await trio.to_thread.run_sync(self.blocks.get, checksum, i)
-            if cached is None:
-                missing.append(i)
+            hot = self.blocks.get_hot(checksum, i)
+            if hot is None:
+                cold.append(i)
             else:
-                parts[i] = cached
-        if missing:
-            await self._fetch(inode, missing[0], missing[-1])
-            for i in missing:
-                got = await trio.to_thread.run_sync(self.blocks.get, checksum, i)
-                if got is None:  # evicted at once (tiny cache): fetch directly
-                    await self._fetch(inode, i, i)
-                    got = await trio.to_thread.run_sync(self.blocks.get, checksum, i) or b""
-                parts[i] = got
+                parts[i] = hot
+        if cold:
+            parts.update(await self._fetch(inode, cold))
         return b"".join(parts[i] for i in range(first, last + 1))
 
-    async def _prefetch(self, inode: Inode, first: int, last: int) -> None:
+    async def _prefetch(self, inode: Inode, claimed: list[int]) -> None:
+        """Read-ahead of the ``claimed`` blocks: those not on disk from the cloud, in
+        parallel GETs of PREFETCH_SPAN blocks; meanwhile the others from the disk cache
+        into memory, in order, each released as soon as it is there (the reader waits
+        for the next one, not for the whole window). Runs in the mount's nursery, so
+        nothing may escape it."""
         assert inode.checksum
-        todo = [
-            i for i in range(first, last + 1)
-            if (inode.checksum, i) not in self._inflight
-            and not await trio.to_thread.run_sync(self.blocks.contains, inode.checksum, i)
-        ]
-        if not todo:
-            return
+        checksum = inode.checksum
         try:
-            # Parallel ranged GETs, two blocks each: the cloud serves them concurrently.
+            on_disk = set(await trio.to_thread.run_sync(
+                lambda: [i for i in claimed if self.blocks.contains(checksum, i)]))
+            runs: list[list[int]] = []
+            for i in claimed:
+                if i in on_disk:
+                    continue
+                if runs and runs[-1][-1] == i - 1 and len(runs[-1]) < PREFETCH_SPAN:
+                    runs[-1].append(i)
+                else:
+                    runs.append([i])
+
+            async def one(run: list[int]) -> None:
+                try:
+                    async with self._prefetch_slots:
+                        fetched = await self._download(inode, run[0], run[-1])
+                finally:
+                    self._unclaim(checksum, run)
+                await self._store(checksum, fetched)
+
             async with trio.open_nursery() as n:
-                for i in range(0, len(todo), 2):
-                    run = todo[i: i + 2]
-                    n.start_soon(self._fetch, inode, run[0], run[-1])
-        except (CloudError, FsError) as exc:  # read-ahead is best effort
-            log.debug("read-ahead of inode %d failed: %s", inode.ino, exc)
+                for run in runs:
+                    n.start_soon(one, run)
+                for i in sorted(on_disk):
+                    await trio.to_thread.run_sync(self.blocks.get, checksum, i)
+                    self._unclaim(checksum, [i])
+        except Exception as exc:  # read-ahead is best effort: the read itself will retry
+            log.debug("read-ahead of inode %d failed: %r", inode.ino, exc)
+        finally:
+            self._unclaim(checksum, claimed)
 
-    async def _fetch(self, inode: Inode, first: int, last: int) -> None:
-        """Download blocks ``first..last`` with one ranged GET and cache them.
+    def _load(self, checksum: str, indices: list[int]) -> dict[int, bytes]:
+        """In a worker thread: the blocks of ``indices`` the cache has (now in memory)."""
+        got = {i: self.blocks.get(checksum, i) for i in indices}
+        return {i: d for i, d in got.items() if d is not None}
 
-        Concurrent fetches of the same block wait for the first one. If the cloud's
-        content no longer has our checksum (changed remotely, not yet synced), nothing is
-        cached under the old checksum: the inode is refreshed and ESTALE-like EIO raised
-        so the kernel retries with the new attributes.
+    async def _store(self, checksum: str, fetched: dict[int, bytes]) -> None:
+        def store() -> None:
+            for i, block in fetched.items():
+                self.blocks.put(checksum, i, block)
+
+        await trio.to_thread.run_sync(store)
+
+    async def _fetch(self, inode: Inode, wanted: list[int]) -> dict[int, bytes]:
+        """Blocks ``wanted`` (increasing) from the disk cache or the cloud, returned.
+
+        A block another task is fetching is waited for and then taken from the cache
+        (fetched here if that fetch failed); the rest is claimed and downloaded with one
+        ranged GET spanning it.
         """
         assert inode.checksum
         checksum = inode.checksum
-        keys = [(checksum, i) for i in range(first, last + 1)]
-        waits = [self._inflight[k] for k in keys if k in self._inflight]
-        if waits:
-            for ev in waits:
-                await ev.wait()
-            keys = [k for k in keys if k not in self._inflight]
-            if not keys or all(
-                [await trio.to_thread.run_sync(self.blocks.contains, *k) for k in keys]
-            ):
-                return
-        event = trio.Event()
-        for k in keys:
-            self._inflight[k] = event
-        try:
-            bs = self.blocks.block_size
-            start, end = first * bs, min((last + 1) * bs, inode.size)
-            path = self.cloud_path(inode.ino)
-            data, etag = await self.remote.read_range(path, start, end)
-            if etag and etag.strip('"') != checksum:
-                await self._refresh_file(inode.ino)
-                raise FsError(errno.EIO, f"{path} changed in the cloud while reading; retry")
-            if len(data) != end - start:
-                raise FsError(errno.EIO, f"short read of {path}: {len(data)} of {end - start}")
+        result = await trio.to_thread.run_sync(self._load, checksum, wanted)
+        while True:
+            todo = [i for i in wanted if i not in result]
+            if not todo:
+                return result
+            waits = [self._inflight[(checksum, i)] for i in todo if (checksum, i) in self._inflight]
+            if waits:
+                for event in waits:
+                    await event.wait()
+                result.update(await trio.to_thread.run_sync(self._load, checksum, todo))
+                todo = [i for i in wanted if i not in result]
+            mine = self._claim(checksum, todo)
+            if not mine:
+                continue
+            try:
+                fetched = await self._download(inode, mine[0], mine[-1])
+            finally:
+                self._unclaim(checksum, mine)
+            result.update(fetched)
+            await self._store(checksum, fetched)
 
-            def store() -> None:
-                for n, i in enumerate(range(first, last + 1)):
-                    self.blocks.put(checksum, i, data[n * bs: (n + 1) * bs])
+    async def _download(self, inode: Inode, first: int, last: int) -> dict[int, bytes]:
+        """Blocks ``first..last`` with one ranged GET; they are in memory on return (on
+        disk once the caller ``_store``s them).
 
-            await trio.to_thread.run_sync(store)
-        finally:
-            for k in keys:
-                self._inflight.pop(k, None)
-            event.set()
+        If the cloud's content no longer has our checksum (changed remotely, not yet
+        synced), nothing is cached under the old checksum: the inode is refreshed and EIO
+        raised (the next read uses the new content).
+        """
+        assert inode.checksum
+        checksum = inode.checksum
+        bs = self.blocks.block_size
+        start, end = first * bs, min((last + 1) * bs, inode.size)
+        path = self.cloud_path(inode.ino)
+        data, etag = await self.remote.read_range(path, start, end)
+        if etag and etag.strip('"') != checksum:
+            await self._refresh_file(inode.ino)
+            raise FsError(errno.EIO, f"{path} changed in the cloud while reading; retry")
+        if len(data) != end - start:
+            raise FsError(errno.EIO, f"short read of {path}: {len(data)} of {end - start}")
+        fetched = {i: data[n * bs: (n + 1) * bs] for n, i in enumerate(range(first, last + 1))}
+        for i, block in fetched.items():
+            self.blocks.remember(checksum, i, block)
+        return fetched
 
     async def _refresh_file(self, ino: int) -> None:
         try:
             f = await self.remote.file_metadata(self.cloud_path(ino))
-        except NotFoundError:
+        except (NotFoundError, FsError):
             return
         inode = self.meta.get(ino)
-        if inode is not None and not inode.dirty:
+        if inode is not None and not inode.dirty and not self.staging.exists(ino):
             self.meta.update(ino, checksum=f.checksum, size=f.size, version=f.version)
 
     # Writing ---------------------------------------------------------------------------
@@ -363,9 +500,10 @@ class FilesystemCore:
             return
         inode = self.inode(ino)
         if not keep_content or not inode.checksum or inode.size == 0:
-            await trio.to_thread.run_sync(self.staging.create, ino, 0)
-            if keep_content and inode.size and not inode.checksum:
-                await trio.to_thread.run_sync(self.staging.truncate, ino, inode.size)
+            # Without a checksum there is no content to copy (a never-uploaded file):
+            # keep its size, as zeros.
+            size = inode.size if keep_content and not inode.checksum else 0
+            await trio.to_thread.run_sync(self.staging.create, ino, size)
             return
         await trio.to_thread.run_sync(self.staging.create, ino, 0)
         bs = self.blocks.block_size
@@ -377,6 +515,7 @@ class FilesystemCore:
                 data = await self._read_blocks(inode, first, last)
                 await trio.to_thread.run_sync(self.staging.write, ino, first * bs, data)
         except BaseException:
+            # Inline on purpose: no await is possible while cancelled.
             self.staging.remove(ino)
             raise
 
@@ -388,7 +527,7 @@ class FilesystemCore:
         if offset + len(data) > MAX_FILE_SIZE:
             raise FsError(errno.EFBIG)
         ino = handle.ino
-        async with self._content_lock(ino):
+        async with self.content_lock(ino):
             await self._ensure_staged(ino)
             written = await trio.to_thread.run_sync(self.staging.write, ino, offset, data)
             inode = self.inode(ino)
@@ -397,22 +536,33 @@ class FilesystemCore:
                 dirty=1, write_gen=inode.write_gen + 1,
             )
         handle.dirty = True
+        self._kernel_view[ino] = "local"
         return written
 
-    async def _stage_for_upload(self, ino: int) -> None:
-        """Make the staged content durable and queue its upload (before close returns)."""
+    async def _stage_for_upload(self, ino: int, delay: float = 0.0) -> None:
+        """Make the staged content durable and queue its upload (before close returns),
+        due in ``delay`` seconds. Caller holds the content lock. An unlinked file is not
+        uploaded."""
         await trio.to_thread.run_sync(self.staging.fsync, ino)
-        self.meta.enqueue_upload(ino)
+        inode = self.meta.get(ino)
+        if inode is None or inode.parent is None:
+            return
+        self.meta.enqueue_upload(ino, delay)
+        await trio.to_thread.run_sync(self.meta.sync_to_disk)
         if self.uploader is not None:
             self.uploader.wake()
 
     async def flush(self, fh: int) -> None:
+        """Queue what ``fh`` wrote. The job waits WRITE_BACK_DELAY seconds, because a
+        flush also comes from closing a duplicate of a descriptor still open (a shell
+        redirection flushes before anything is written); the last close (``release``)
+        and ``fsync`` make it due at once."""
         handle = self.handle(fh)
         if not handle.dirty:
             return
-        async with self._content_lock(handle.ino):
+        async with self.content_lock(handle.ino):
             if self.staging.exists(handle.ino):
-                await self._stage_for_upload(handle.ino)
+                await self._stage_for_upload(handle.ino, WRITE_BACK_DELAY)
         handle.dirty = False
 
     async def fsync(self, fh: int) -> None:
@@ -431,17 +581,30 @@ class FilesystemCore:
         finally:
             del self.handles[fh]
             ino = handle.ino
+            if handle.writable and not any(h.ino == ino and h.writable
+                                           for h in self.handles.values()):
+                self.meta.retry_now(ino)  # the last writer closed: upload now
+                if self.uploader is not None:
+                    self.uploader.wake()
             self.open_count[ino] -= 1
             if self.open_count[ino] <= 0:
                 self.open_count.pop(ino, None)
-                inode = self.meta.get(ino)
-                if inode is not None and not inode.dirty and not self.meta.has_upload_job(ino):
-                    self.staging.remove(ino)
-                self._maybe_drop(ino)
+                await self._drop_clean_staging(ino)
+                await self.maybe_drop(ino)
+
+    async def _drop_clean_staging(self, ino: int) -> None:
+        """A staging file whose content is in the cloud (and in cache blocks) can go."""
+        inode = self.meta.get(ino)
+        if (inode is not None and inode.parent is not None and not inode.dirty
+                and self.staging.exists(ino) and not self.meta.has_upload_job(ino)):
+            async with self.content_lock(ino):
+                if not self.is_open(ino):
+                    await trio.to_thread.run_sync(self.staging.remove, ino)
 
     async def create(self, parent: int, name: str, flags: int) -> tuple[Handle, Inode]:
         self._writable()
         self._check_name(name)
+        self._directory(parent)
         if parent == ROOT_INODE:
             raise FsError(errno.EPERM, "files cannot be created at the top level; "
                                        "use a virtual folder")
@@ -451,22 +614,40 @@ class FilesystemCore:
         await trio.to_thread.run_sync(self.staging.create, inode.ino, 0)
         handle = self._new_handle(inode.ino, writable=True)
         handle.dirty = True  # even an empty new file must reach the cloud
-        return handle, inode
+        return handle, self.inode(inode.ino)
 
     # Namespace -------------------------------------------------------------------------
+
+    async def _ensure_remote_dir(self, ino: int) -> None:
+        """Make sure directory ``ino`` exists in the cloud (it may have been deleted
+        there while local changes inside it were queued)."""
+        inode = self.inode(ino)
+        if inode.remote or ino == ROOT_INODE:
+            return
+        if inode.parent is None:
+            raise FsError(errno.ENOENT)
+        await self._ensure_remote_dir(inode.parent)
+        await self.remote.create_folder(self.cloud_path(inode.parent), inode.name or "",
+                                        exist_ok=True)
+        self.meta.update(ino, remote=1)
 
     async def mkdir(self, parent: int, name: str) -> Inode:
         self._writable()
         self._check_name(name)
+        self._directory(parent)
         if self.meta.lookup(parent, name) is not None:
             raise FsError(errno.EEXIST)
         if parent == ROOT_INODE:
             await self.remote.create_virtualfolder(name)
         else:
+            await self._ensure_remote_dir(parent)
             await self.remote.create_folder(self.cloud_path(parent), name)
-        if self.meta.lookup(parent, name) is not None:  # appeared meanwhile (sync)
-            return self.lookup(parent, name)
-        return self.meta.create(parent, name, is_dir=True, remote=True)
+        existing = self.meta.lookup(parent, name)
+        if existing is not None:  # appeared meanwhile (sync)
+            return existing
+        inode = self.meta.create(parent, name, is_dir=True, remote=True)
+        self.meta.note_local_change()
+        return inode
 
     async def rmdir(self, parent: int, name: str) -> None:
         self._writable()
@@ -475,47 +656,69 @@ class FilesystemCore:
             raise FsError(errno.ENOTDIR)
         if self.meta.has_children(inode.ino):
             raise FsError(errno.ENOTEMPTY)
-        path = self.cloud_path(inode.ino)
+        await self._remove_remote_dir(inode)
+        self.meta.note_local_change()
+        await self._detach(inode)
+
+    async def _remove_remote_dir(self, inode: Inode) -> None:
+        """Delete an (locally empty) directory in the cloud: a virtual folder is deleted
+        for good with its trash, provided the cloud also sees nothing live in it; any
+        other folder goes to the trash."""
+        if not inode.remote:
+            return
         try:
-            if parent == ROOT_INODE:
-                await self.remote.delete_virtualfolder(name)
+            if inode.parent == ROOT_INODE:
+                name = inode.name or ""
+                if await self.remote.folder_has_items(P.join([name])):
+                    raise FsError(errno.ENOTEMPTY, "the cloud has items in it not seen yet")
+                await self.remote.delete_virtualfolder(name, force=True)
             else:
-                await self.remote.delete(path)
+                await self.remote.delete(self.cloud_path(inode.ino))
         except NotFoundError:
             pass  # already gone in the cloud: the local entry goes too
-        self._detach(inode)
+        except ConflictError:
+            raise FsError(errno.ENOTEMPTY) from None
 
     async def unlink(self, parent: int, name: str) -> None:
         self._writable()
         inode = self.lookup(parent, name)
         if inode.is_dir:
             raise FsError(errno.EISDIR)
+        await self._keep_content_if_open(inode)
         if inode.remote:
             try:
                 await self.remote.delete(self.cloud_path(inode.ino))
             except NotFoundError:
                 pass
-        self._detach(inode)
+        self.meta.note_local_change()
+        await self._detach(inode)
 
-    def _detach(self, inode: Inode) -> None:
+    async def _keep_content_if_open(self, inode: Inode) -> None:
+        """An open file about to leave the cloud keeps its content in staging, so its
+        open handles still read it (unlink-while-open)."""
+        if self.is_open(inode.ino) and not inode.is_dir:
+            async with self.content_lock(inode.ino):
+                await self._ensure_staged(inode.ino)
+
+    async def _detach(self, inode: Inode) -> None:
         """Remove the entry; the inode lives on while looked up or open."""
         self.meta.upload_done(inode.ino)
         self.meta.move(inode.ino, None, None)
-        self._maybe_drop(inode.ino)
+        await self.maybe_drop(inode.ino)
 
     async def rename(
         self, parent_old: int, name_old: str, parent_new: int, name_new: str, flags: int
     ) -> None:
         self._writable()
         self._check_name(name_new)
-        noreplace = getattr(os, "RENAME_NOREPLACE", 1)
-        if flags & ~noreplace:
+        if flags & ~RENAME_NOREPLACE:
             raise FsError(errno.EINVAL, "only RENAME_NOREPLACE is supported")
         inode = self.lookup(parent_old, name_old)
+        self._directory(parent_new)
         target = self.meta.lookup(parent_new, name_new)
         if target is not None and target.ino == inode.ino:
             return
-        if target is not None and flags & noreplace:
+        if target is not None and flags & RENAME_NOREPLACE:
             raise FsError(errno.EEXIST)
         at_root = parent_old == ROOT_INODE or parent_new == ROOT_INODE
         if at_root and not (parent_old == parent_new == ROOT_INODE):
@@ -536,32 +739,43 @@ class FilesystemCore:
                 raise FsError(errno.ENOTDIR)
             if target.is_dir and self.meta.has_children(target.ino):
                 raise FsError(errno.ENOTEMPTY)
+            await self._keep_content_if_open(target)
         src_path = self.cloud_path(inode.ino)
-        dst_path = P.join([*(self.meta.path_parts(parent_new) or []), name_new])
+        dst_path = P.join([*P.split_path(self.cloud_path(parent_new)), name_new])
         if target is not None and target.is_dir:
-            if parent_new == ROOT_INODE:
-                await self.remote.delete_virtualfolder(name_new)
-            else:
-                await self.remote.delete(dst_path)
+            await self._remove_remote_dir(target)
         if inode.remote:
             if parent_old == parent_new == ROOT_INODE:
                 await self.remote.rename_virtualfolder(name_old, name_new)
             else:
+                await self._ensure_remote_dir(parent_new)
                 # safe=false: the cloud replaces an existing file (it goes to the trash).
                 await self.remote.move(src_path, dst_path)
-        elif target is not None and target.remote:
+        elif target is not None and target.remote and not target.is_dir:
             # Our file exists only locally (queued): the replaced cloud file must go.
-            await self.remote.delete(dst_path)
-        if target is not None:
-            self._detach(target)
+            try:
+                await self.remote.delete(dst_path)
+            except NotFoundError:
+                pass
+        # Re-read: the awaits above let other requests run.
+        target = self.meta.lookup(parent_new, name_new)
+        if target is not None and target.ino != inode.ino:
+            await self._detach(target)
         self.meta.move(inode.ino, parent_new, name_new)
+        self.meta.note_local_change()
 
     async def statfs(self) -> tuple[int, int]:
-        """(quota, used) bytes, cached for 30 s."""
+        """(quota, used) bytes, cached for STATFS_TTL seconds; the last known values
+        while the cloud is unreachable."""
         now = time.monotonic()
-        if self._statfs_cache and now - self._statfs_cache[0] < 30:
+        if self._statfs_cache and now - self._statfs_cache[0] < STATFS_TTL:
             return self._statfs_cache[1]
-        acct = await self.remote.account()
+        try:
+            acct = await self.remote.account()
+        except CloudError:
+            if self._statfs_cache is not None:
+                return self._statfs_cache[1]
+            raise
         value = (acct.quota, acct.quota_used)
         self._statfs_cache = (now, value)
         return value

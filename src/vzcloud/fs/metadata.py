@@ -5,15 +5,25 @@ and a cloud path is derived from the entry chain only when a request needs it.
 
 Concurrency contract: the mount runs every handler in one trio thread, so this object is
 used from that thread only; statements are short and stay inline (fuse-notes: short
-local SQLite statements may). ``synchronous=FULL`` + WAL make each commit durable, which
-the upload queue relies on: a job is committed before ``close()`` returns.
+local SQLite statements may). Only ``sync_to_disk`` may (must) run in a worker thread.
+
+Durability: WAL with ``synchronous=NORMAL``, so the many small commits of writes (size,
+mtime) cost no fsync on the trio thread; a process crash loses nothing committed. Where
+a commit must also survive a power loss (an upload job, before ``close()`` returns),
+the caller commits and then runs ``sync_to_disk`` in a worker thread.
+
+``local_seq`` counts local changes that mirror a cloud change (an API call made, an
+upload finished). The syncer applies a fullview only if it did not move while the
+fullview was being fetched: otherwise the answer may predate a change already applied
+locally and would undo it (see ``fs.sync``).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +58,8 @@ CREATE TABLE IF NOT EXISTS inodes (
     content_token TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS inodes_entry ON inodes(parent, name) WHERE parent IS NOT NULL;
+-- readdir pages through a directory by inode number (its next_id).
+CREATE INDEX IF NOT EXISTS inodes_children ON inodes(parent, ino);
 
 -- Persistent upload queue: one job per inode whose staged content must reach the cloud.
 CREATE TABLE IF NOT EXISTS upload_jobs (
@@ -95,11 +107,20 @@ class MetadataStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._ensure_root()
+        self.local_seq = 0
+        # Uploads in flight: inode -> the path its content is being sent to (see
+        # ``upload_unsettled``).
+        self.sending: dict[int, list[str]] = {}
+        self._sync_lock = threading.Lock()
+
+    def _ensure_root(self) -> None:
         if self.get(ROOT_INODE) is None:
             now = time.time_ns()
             self.db.execute(
@@ -111,6 +132,39 @@ class MetadataStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def sync_to_disk(self) -> None:
+        """fsync the WAL, so every commit so far survives a power loss (what a checkpoint
+        moved into the database file was synced by the checkpoint itself). Blocks on
+        disk: call it from a worker thread."""
+        with self._sync_lock:
+            wal = str(self.path) + "-wal"
+            try:
+                fd = os.open(wal if os.path.exists(wal) else self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def note_local_change(self) -> None:
+        """A local change mirroring a cloud change was applied (see ``local_seq``)."""
+        self.local_seq += 1
+
+    def upload_unsettled(self) -> bool:
+        """An upload in flight was unlinked or renamed locally after it started: until the
+        uploader has deleted or moved the cloud copy (and noted that change), the cloud
+        may show the file at a path where no local entry mirrors it, so a fullview must
+        not be applied (it would bring the file back)."""
+        return any(self.path_parts(ino) != parts for ino, parts in self.sending.items())
+
+    def reset(self) -> None:
+        """Forget every inode, job and the etag (the cache belongs to another account)."""
+        with self.tx() as db:
+            db.execute("DELETE FROM upload_jobs")
+            db.execute("DELETE FROM inodes WHERE ino != ?", (ROOT_INODE,))
+            db.execute("DELETE FROM state WHERE key != 'schema_version'")
 
     # State ------------------------------------------------------------------------------
 
@@ -151,16 +205,17 @@ class MetadataStore:
         ).fetchone()
         return None if row is None else Inode.from_row(row)
 
-    def children(self, parent: int, after_ino: int = 0) -> Iterator[Inode]:
-        """Entries of a directory by increasing inode number, starting after ``after_ino``.
+    def children(self, parent: int, after_ino: int = 0, limit: int = -1) -> list[Inode]:
+        """Entries of a directory by increasing inode number, starting after ``after_ino``
+        (at most ``limit``; -1 = all).
 
         Ordering by inode makes the readdir offset (``next_id`` = last ino) stable while
         entries are added or removed.
         """
-        for row in self.db.execute(
-            "SELECT * FROM inodes WHERE parent=? AND ino>? ORDER BY ino", (parent, after_ino)
-        ):
-            yield Inode.from_row(row)
+        return [Inode.from_row(row) for row in self.db.execute(
+            "SELECT * FROM inodes WHERE parent=? AND ino>? ORDER BY ino LIMIT ?",
+            (parent, after_ino, limit),
+        )]
 
     def has_children(self, parent: int) -> bool:
         return self.db.execute(
@@ -241,21 +296,47 @@ class MetadataStore:
 
     # Upload jobs ------------------------------------------------------------------------
 
-    def enqueue_upload(self, ino: int) -> None:
-        """Record (durably, before close() returns) that ``ino`` must be uploaded."""
+    def enqueue_upload(self, ino: int, delay: float = 0.0) -> None:
+        """Record that ``ino`` must be uploaded, due in ``delay`` seconds (the caller
+        makes it durable with ``sync_to_disk`` before close() returns)."""
+        now = time.time()
+        due = now + delay if delay else 0.0
         self.db.execute(
-            "INSERT INTO upload_jobs (ino, queued_at) VALUES (?, ?)"
-            " ON CONFLICT(ino) DO UPDATE SET next_try=0",
-            (ino, time.time()),
+            "INSERT INTO upload_jobs (ino, queued_at, next_try) VALUES (?, ?, ?)"
+            " ON CONFLICT(ino) DO UPDATE SET next_try=excluded.next_try",
+            (ino, now, due),
         )
 
-    def upload_jobs(self, now: float | None = None) -> list[sqlite3.Row]:
-        """Jobs due now (all jobs when ``now`` is None), oldest first."""
+    def upload_jobs(self, now: float | None = None, limit: int = -1) -> list[sqlite3.Row]:
+        """Jobs due at ``now`` (all jobs when ``now`` is None), oldest first, at most
+        ``limit`` (-1 = all)."""
         if now is None:
-            return self.db.execute("SELECT * FROM upload_jobs ORDER BY queued_at").fetchall()
+            return self.db.execute(
+                "SELECT * FROM upload_jobs ORDER BY queued_at LIMIT ?", (limit,)).fetchall()
         return self.db.execute(
-            "SELECT * FROM upload_jobs WHERE next_try <= ? ORDER BY queued_at", (now,)
+            "SELECT * FROM upload_jobs WHERE next_try <= ? ORDER BY queued_at LIMIT ?",
+            (now, limit),
         ).fetchall()
+
+    def upload_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM upload_jobs").fetchone()[0])
+
+    def next_upload_due(self) -> float | None:
+        """The earliest ``next_try`` of the queue (None when empty)."""
+        row = self.db.execute("SELECT MIN(next_try) FROM upload_jobs").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def upload_attempts(self, ino: int) -> int:
+        row = self.db.execute("SELECT attempts FROM upload_jobs WHERE ino=?", (ino,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def retry_now(self, ino: int) -> None:
+        """Make ``ino``'s job due at once (fsync is waiting for it)."""
+        self.db.execute("UPDATE upload_jobs SET next_try=0 WHERE ino=?", (ino,))
+
+    def retry_all_now(self) -> None:
+        """Make every job due at once (the cloud answers again after an outage)."""
+        self.db.execute("UPDATE upload_jobs SET next_try=0")
 
     def has_upload_job(self, ino: int) -> bool:
         return self.db.execute(

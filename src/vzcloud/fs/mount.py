@@ -1,9 +1,21 @@
 """Running a mount: build the pieces, mount with pyfuse3, run background tasks, unmount.
 
-``run_mount`` owns one trio nursery holding every background task (uploader, sync
-poller, read-ahead) around ``pyfuse3.main()``. SIGTERM/SIGINT end the FUSE loop; queued
-uploads are then drained (unless ``force``) before the process exits, and an unclean stop
-leaves the queue in the cache directory for the next mount to finish.
+``run_mount`` owns one trio nursery holding every background task (uploader, signal
+watcher, read-ahead) and, inside it, the FUSE session with the fullview poller around
+``pyfuse3.main()``. The uploader lives in the outer nursery, so an upload in flight when
+the filesystem is unmounted is not interrupted: after the FUSE loop ends, queued uploads
+are drained (with progress in the log) before ``run_mount`` returns.
+
+Stopping: ``fusermount3 -u`` (what ``vzcloud umount`` runs) ends the FUSE loop; so do
+SIGTERM and SIGINT (the filesystem is then unmounted lazily). Either way the queue is
+drained next. A second SIGTERM/SIGINT during the drain, or SIGUSR1 at any time (``vzcloud
+umount --force``), stops without draining: the queue stays in the cache directory and the
+next mount finishes it, as it does after a crash. SIGHUP makes the poller sync at once.
+
+Startup (``prepare``): the cache directory belongs to one account (a different one with
+nothing queued resets it; with uploads queued it is refused). The first mount loads the
+account with one fullview and fails if the cloud is unreachable; later mounts apply the
+delta since the saved etag, or start from the cached tree when the cloud is unreachable.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +31,7 @@ import pyfuse3
 import trio
 
 from vzcloud.fs.blocks import BlockCache
-from vzcloud.fs.core import FilesystemCore, MountOptions
+from vzcloud.fs.core import FilesystemCore, MountOptions, Notifier
 from vzcloud.fs.metadata import MetadataStore
 from vzcloud.fs.operations import KernelNotifier, Operations
 from vzcloud.fs.remote import Remote
@@ -27,6 +40,12 @@ from vzcloud.fs.sync import Syncer
 from vzcloud.fs.uploads import Uploader
 
 log = logging.getLogger("vzcloud.fs.mount")
+
+RACED_RETRY = 1.0  # seconds before asking again for a fullview that raced a local change
+
+
+class MountError(Exception):
+    """The mount cannot start (the message says why and what to do)."""
 
 
 @dataclass
@@ -49,9 +68,15 @@ class MountParts:
     core: FilesystemCore
     uploader: Uploader
     syncer: Syncer
+    sync_now: trio.Event = field(default_factory=trio.Event)
+
+    def close(self) -> None:
+        self.staging.close_all()
+        self.blocks.close()
+        self.meta.close()
 
 
-def build(config: MountConfig, remote: Remote) -> MountParts:
+def build(config: MountConfig, remote: Remote, notifier: Notifier | None = None) -> MountParts:
     """Open the cache directory and wire the filesystem's pieces together."""
     cache = config.cache_dir
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -61,14 +86,61 @@ def build(config: MountConfig, remote: Remote) -> MountParts:
     core = FilesystemCore(meta, blocks, staging, remote, config.options)
     uploader = Uploader(
         meta, staging, blocks, remote, cache / "snapshots",
-        parallel=config.upload_parallel, is_open=lambda ino: bool(core.open_count.get(ino)),
+        parallel=config.upload_parallel, is_open=core.is_open,
+        has_unflushed=core.has_unflushed, content_lock=core.content_lock, busy=core.busy,
     )
     core.uploader = uploader
-    for ino in meta.detached():  # unlinked-while-open inodes of the previous mount
+    _recover(meta, staging)
+    syncer = Syncer(meta, remote, notifier or Notifier(), on_detached=core.maybe_drop)
+    return MountParts(meta, blocks, staging, core, uploader, syncer)
+
+
+def _recover(meta: MetadataStore, staging: StagingArea) -> None:
+    """Tidy what the previous mount left: inodes unlinked while open go; staged content
+    that was written but never queued (the mount died with the file open) is queued, so
+    nothing written is lost; staging files of clean inodes go."""
+    for ino in meta.detached():
         meta.delete(ino)
         staging.remove(ino)
-    syncer = Syncer(meta, remote, KernelNotifier(), on_detached=core._maybe_drop)
-    return MountParts(meta, blocks, staging, core, uploader, syncer)
+    for ino in staging.inodes():
+        inode = meta.get(ino)
+        if inode is None or inode.parent is None:
+            staging.remove(ino)
+        elif inode.dirty and not meta.has_upload_job(ino):
+            log.info("queueing %s: written before the last mount stopped",
+                     "/".join(meta.path_parts(ino) or []))
+            meta.enqueue_upload(ino)
+        elif not inode.dirty and not meta.has_upload_job(ino):
+            staging.remove(ino)
+
+
+async def prepare(parts: MountParts) -> None:
+    """Check the cache belongs to this account, then load the tree (see the module
+    docstring). Raises MountError or the cloud's error."""
+    meta = parts.meta
+    try:
+        account = await parts.core.remote.account()
+    except Exception as exc:
+        if meta.get_state("etag") is None:
+            raise
+        log.warning("cloud unreachable at mount time (%s); using the cached tree", exc)
+        return
+    cached_for = meta.get_state("account")
+    if cached_for is not None and cached_for != account.id:
+        pending = parts.uploader.pending()
+        if pending:
+            raise MountError(
+                f"the cache directory holds {pending} queued upload(s) of another account; "
+                "mount that account's profile to finish them, or pick another --cache-dir")
+        log.warning("cache directory was for another account: starting afresh")
+        meta.reset()
+    meta.set_state("account", account.id)
+    try:
+        await parts.syncer.sync_once()
+    except Exception as exc:
+        if meta.get_state("etag") is None:
+            raise
+        log.warning("fullview failed at mount time (%s); using the cached tree", exc)
 
 
 def fuse_options(config: MountConfig) -> set[str]:
@@ -81,70 +153,135 @@ def fuse_options(config: MountConfig) -> set[str]:
     return opts
 
 
-async def poll_changes(parts: MountParts, interval: float, wake: trio.Event | None = None) -> None:
-    """Apply fullview deltas every ``interval`` seconds (errors are logged, not fatal)."""
+async def poll_changes(parts: MountParts, interval: float) -> None:
+    """Apply fullview deltas every ``interval`` seconds, or at once when ``sync_now`` is
+    set (SIGHUP). Errors are logged, not fatal; when the cloud answers again after
+    failures, queued uploads are retried at once instead of at their backoff time."""
+    failing = False
+    delay = interval
     while True:
-        with trio.move_on_after(interval):
-            await trio.sleep_forever()
+        with trio.move_on_after(delay):
+            await parts.sync_now.wait()
+        parts.sync_now = trio.Event()
         try:
-            await parts.syncer.sync_once()
+            changes = await parts.syncer.sync_once()
         except Exception as exc:
-            log.warning("sync failed: %s", exc)
+            if not failing:
+                log.warning("sync failed: %s", exc)
+            failing = True
+            delay = interval
+            continue
+        if failing:
+            log.info("the cloud answers again")
+            parts.meta.retry_all_now()
+            parts.uploader.wake()
+            failing = False
+        delay = RACED_RETRY if changes is None else interval
 
 
-async def run_mount(config: MountConfig, remote: Remote, force: bool = False) -> None:
-    parts = build(config, remote)
+@dataclass
+class _Stop:
+    requested: bool = False
+    force: bool = False
+    mounted: bool = False
+    startup_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    drain_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+async def _watch_signals(parts: MountParts, stop: _Stop) -> None:
+    sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+    with trio.open_signal_receiver(*sigs) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                parts.sync_now.set()
+                continue
+            if signum == signal.SIGUSR1 or stop.requested:
+                log.info("stopping without waiting for queued uploads")
+                stop.force = True
+                stop.drain_scope.cancel()
+            stop.requested = True
+            stop.startup_scope.cancel()
+            if stop.mounted:
+                log.info("signal %d: unmounting", signum)
+                stop.mounted = False
+                pyfuse3.terminate()
+
+
+async def run_mount(
+    config: MountConfig, remote: Remote, ready: Callable[[], None] | None = None,
+) -> int:
+    """Mount until unmounted or signalled, then drain the upload queue (see the module
+    docstring). ``ready()`` is called once the filesystem is mounted. Returns how many
+    uploads are left queued (0 after a full drain)."""
+    parts = build(config, remote, KernelNotifier())
+    stop = _Stop()
     try:
-        # First mount: one fullview; later mounts: the delta since the saved etag.
         try:
-            await parts.syncer.sync_once()
-        except Exception as exc:
-            if parts.meta.get_state("etag") is None:
-                raise
-            log.warning("cloud unreachable at mount time (%s); using the cached tree", exc)
-        ops = Operations(parts.core)
-        pyfuse3.init(ops, str(config.mountpoint), fuse_options(config))
+            return await _run(parts, config, stop, ready)
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+    finally:
+        parts.close()
+
+
+async def _run(parts: MountParts, config: MountConfig, stop: _Stop,
+               ready: Callable[[], None] | None) -> int:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, parts, stop)
+        with stop.startup_scope:
+            await prepare(parts)
+        if stop.requested:  # signalled while starting: never mounted
+            nursery.cancel_scope.cancel()
+            return parts.uploader.pending()
+        await nursery.start(parts.uploader.run)
+        parts.core.nursery = nursery
+        pyfuse3.init(Operations(parts.core), str(config.mountpoint), fuse_options(config))
+        stop.mounted = True
         try:
-            async with trio.open_nursery() as nursery:
-                parts.core.nursery = nursery
-                await nursery.start(parts.uploader.run)
-                nursery.start_soon(poll_changes, parts, config.poll_interval)
-                nursery.start_soon(_stop_on_signal, nursery)
+            async with trio.open_nursery() as fuse_tasks:
+                fuse_tasks.start_soon(poll_changes, parts, config.poll_interval)
                 log.info("mounted at %s", config.mountpoint)
-                await pyfuse3.main()
-                nursery.cancel_scope.cancel()
+                if ready is not None:
+                    ready()
+                if not stop.requested:
+                    await pyfuse3.main()
+                fuse_tasks.cancel_scope.cancel()
         finally:
+            stop.mounted = False
             # Unmounts if still mounted (a signal ended main()); harmless after
             # fusermount3 -u already did.
             pyfuse3.close(unmount=True)
-        if not force:
-            await _drain(parts)
-    finally:
-        parts.staging.close_all()
-        parts.blocks.close()
-        parts.meta.close()
+        log.info("unmounted %s", config.mountpoint)
+        if not stop.force:
+            with stop.drain_scope:
+                await _drain(parts)
+        nursery.cancel_scope.cancel()
+    left = parts.uploader.pending()
+    if left:
+        log.warning("%d upload(s) left queued in %s; the next mount finishes them",
+                    left, config.cache_dir)
+    return left
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that ended the mount's nursery (not the cancellations it caused)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if not isinstance(exc, trio.Cancelled):
+            return exc
+    return group
 
 
 async def _drain(parts: MountParts) -> None:
-    pending = parts.uploader.pending()
-    if not pending:
+    if not parts.uploader.pending():
         return
-    log.info("waiting for %d queued upload(s) to finish", pending)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(parts.uploader.run)
-        await parts.uploader.drain()
-        nursery.cancel_scope.cancel()
+
+    def progress(left: int) -> None:
+        log.info("waiting for %d queued upload(s) to finish", left)
+
+    await parts.uploader.drain(progress)
     log.info("all uploads finished")
-
-
-async def _stop_on_signal(nursery: trio.Nursery) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            if signum == signal.SIGHUP:
-                continue  # the sync issue makes SIGHUP trigger a refresh
-            log.info("signal %d: unmounting", signum)
-            pyfuse3.terminate()
-            return
 
 
 def default_cache_dir(profile: str) -> Path:

@@ -3,7 +3,8 @@
 Nothing else lives here. Every handler goes through ``_guard``, so no exception but
 FUSEError ever leaves a handler (any other would end ``pyfuse3.main`` and kill the
 mount): OSError and CloudError become their errno through ``errno_map``; anything else is
-logged with its traceback and becomes EIO.
+logged with its traceback and becomes EIO. ``_guard`` also tells the core a request came
+(``core.busy``: background uploads hold back while programs use the mount).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -27,18 +27,23 @@ log = logging.getLogger("vzcloud.fs.ops")
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 BLKSIZE = 1 << 20  # a large st_blksize gets larger writes from programs that honour it
+_NOTEWORTHY = frozenset({errno.EIO, errno.EAGAIN, errno.EDQUOT, errno.EACCES, errno.ENOSPC})
 
 
 def _guard(fn: F) -> F:
     @functools.wraps(fn)
     async def wrapper(self: Operations, *args: Any) -> Any:
+        self.core.note_request()
         try:
             return await fn(self, *args)
         except pyfuse3.FUSEError:
             raise
         except (OSError, CloudError) as exc:
             code = to_errno(exc)
-            level = logging.DEBUG if code in (errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY) else logging.WARNING
+            # Refusals of a bad request are the caller's business; failures to reach or
+            # use the cloud are worth a line.
+            level = logging.WARNING if isinstance(exc, CloudError) or code in _NOTEWORTHY \
+                else logging.DEBUG
             log.log(level, "%s%r: %s (errno %s)", fn.__name__, args[:2], exc,
                     errno.errorcode.get(code, code))
             raise pyfuse3.FUSEError(code) from None
@@ -51,20 +56,22 @@ def _guard(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _name(raw: bytes) -> str:
+def _name(raw: bytes, missing: int = errno.EINVAL) -> str:
+    """A name from the kernel. Cloud names are UTF-8: any other bytes cannot name an
+    existing entry (``missing``: ENOENT for lookups) nor a new one (EINVAL)."""
     try:
-        return os.fsdecode(raw) if b"\0" not in raw else raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise pyfuse3.FUSEError(errno.EINVAL) from None
+        raise pyfuse3.FUSEError(missing) from None
 
 
 class KernelNotifier(Notifier):
-    """Invalidate kernel caches. Only ever called from background tasks (the sync task),
-    never inside a handler: pyfuse3's invalidate calls can deadlock there."""
+    """Invalidate kernel caches. Called in a worker thread by the syncer, never inside a
+    handler: these calls block until related requests in flight are answered."""
 
     def entry_removed(self, parent: int, name: str) -> None:
         try:
-            pyfuse3.invalidate_entry_async(parent, os.fsencode(name), deleted=0, ignore_enoent=True)
+            pyfuse3.invalidate_entry(parent, name.encode("utf-8"))
         except Exception as exc:  # the kernel may not know the entry: nothing to drop
             log.debug("invalidate_entry(%d, %r): %s", parent, name, exc)
 
@@ -106,14 +113,14 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:
-        inode = self.core.lookup(parent_inode, _name(name))
+        inode = self.core.lookup(parent_inode, _name(name, errno.ENOENT))
         self.core.remember(inode.ino)
         return self._attrs(inode)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, n in inode_list:
             try:
-                self.core.forget(ino, n)
+                await self.core.forget(ino, n)
             except Exception:  # forget must never raise
                 log.exception("forget(%d, %d) failed", ino, n)
 
@@ -128,6 +135,7 @@ class Operations(pyfuse3.Operations):
             inode,
             size=attr.st_size if fields.update_size else None,
             mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+            fh=fh,
         )
         return self._attrs(result)
 
@@ -139,8 +147,10 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        # The kernel's buffer fills after a few dozen entries; a page of them is read
+        # per call and next_id (the inode number) says where the next call goes on.
         for child in self.core.readdir(fh, start_id):
-            if not pyfuse3.readdir_reply(token, os.fsencode(child.name or ""),
+            if not pyfuse3.readdir_reply(token, (child.name or "").encode("utf-8"),
                                          self._attrs(child), child.ino):
                 break
             self.core.remember(child.ino)
@@ -151,16 +161,17 @@ class Operations(pyfuse3.Operations):
     @_guard
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         handle = await self.core.open(inode, flags)
-        # keep_cache: the kernel page cache stays valid while the content is unchanged;
-        # the sync task invalidates the inode when the cloud changes it.
-        return pyfuse3.FileInfo(fh=handle.fh, keep_cache=True)
+        # keep_cache: the kernel page cache stays valid while the content is unchanged
+        # (the core tracks it); the sync task invalidates the inode when the cloud
+        # changes it.
+        return pyfuse3.FileInfo(fh=handle.fh, keep_cache=handle.keep_cache)
 
     @_guard
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         handle, inode = await self.core.create(parent_inode, _name(name), flags)
         self.core.remember(inode.ino)
-        return pyfuse3.FileInfo(fh=handle.fh, keep_cache=True), self._attrs(inode)
+        return pyfuse3.FileInfo(fh=handle.fh, keep_cache=handle.keep_cache), self._attrs(inode)
 
     @_guard
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -190,16 +201,16 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
-        await self.core.rmdir(parent_inode, _name(name))
+        await self.core.rmdir(parent_inode, _name(name, errno.ENOENT))
 
     @_guard
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
-        await self.core.unlink(parent_inode, _name(name))
+        await self.core.unlink(parent_inode, _name(name, errno.ENOENT))
 
     @_guard
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
                      name_new: bytes, flags: int, ctx: Any) -> None:
-        await self.core.rename(parent_inode_old, _name(name_old), parent_inode_new,
+        await self.core.rename(parent_inode_old, _name(name_old, errno.ENOENT), parent_inode_new,
                                _name(name_new), flags)
 
     @_guard

@@ -30,13 +30,20 @@ class Remote(Protocol):
 
     async def file_metadata(self, path: str) -> CloudFile: ...
 
-    async def create_folder(self, parent_path: str, name: str) -> CloudFolder: ...
+    async def create_folder(self, parent_path: str, name: str, exist_ok: bool = False,
+                            ) -> CloudFolder:
+        """Create a folder (``exist_ok``: an existing folder is answered as it is)."""
+        ...
+
+    async def folder_has_items(self, path: str) -> bool:
+        """Whether the folder at ``path`` holds anything live."""
+        ...
 
     async def create_virtualfolder(self, name: str) -> CloudFolder: ...
 
     async def rename_virtualfolder(self, old: str, new: str) -> CloudFolder: ...
 
-    async def delete_virtualfolder(self, name: str) -> None: ...
+    async def delete_virtualfolder(self, name: str, force: bool = False) -> None: ...
 
     async def move(self, src: str, target: str) -> CloudFile | CloudFolder: ...
 
@@ -67,8 +74,14 @@ class CloudRemote:
             raise BadRequestError(f"not a file: {path}")
         return result
 
-    async def create_folder(self, parent_path: str, name: str) -> CloudFolder:
-        return await self.cloud.create_folder(P.join([*P.split_path(parent_path), name]))
+    async def create_folder(self, parent_path: str, name: str, exist_ok: bool = False,
+                            ) -> CloudFolder:
+        return await self.cloud.create_folder(P.join([*P.split_path(parent_path), name]),
+                                              override="modify" if exist_ok else None)
+
+    async def folder_has_items(self, path: str) -> bool:
+        listing = await self.cloud.metadata(path)
+        return bool(listing.files or listing.folders)
 
     async def create_virtualfolder(self, name: str) -> CloudFolder:
         return await self.cloud.create_virtualfolder(name)
@@ -76,8 +89,8 @@ class CloudRemote:
     async def rename_virtualfolder(self, old: str, new: str) -> CloudFolder:
         return await self.cloud.rename_virtualfolder(old, new)
 
-    async def delete_virtualfolder(self, name: str) -> None:
-        await self.cloud.delete_virtualfolder(name)
+    async def delete_virtualfolder(self, name: str, force: bool = False) -> None:
+        await self.cloud.delete_virtualfolder(name, force=force)
 
     async def move(self, src: str, target: str) -> CloudFile | CloudFolder:
         return await self.cloud.move(src, target)

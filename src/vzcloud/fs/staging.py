@@ -12,8 +12,12 @@ class StagingArea:
 
     One file per inode (``<dir>/<ino>``), so local state stays keyed by id. Created from
     the current content on the first write (or empty after O_TRUNC / create); written
-    with pwrite, which zero-fills gaps sparsely. Methods block on disk: call them from a
-    worker thread.
+    with pwrite, which zero-fills gaps sparsely.
+
+    Concurrency contract: ``exists`` is a set lookup (no disk access) and may be called
+    inline on the trio thread; every other method blocks on disk: call it from a worker
+    thread. The caller serialises work on one inode (the core's content lock), so an fd
+    is never closed while another thread uses it.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -21,12 +25,19 @@ class StagingArea:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()
+        # Which inodes have a staging file: kept in memory so ``exists`` never stats.
+        self._present: set[int] = {int(p.name) for p in self.dir.iterdir() if p.name.isdigit()}
 
     def path(self, ino: int) -> Path:
         return self.dir / str(ino)
 
     def exists(self, ino: int) -> bool:
-        return self.path(ino).exists()
+        with self._lock:
+            return ino in self._present
+
+    def inodes(self) -> set[int]:
+        with self._lock:
+            return set(self._present)
 
     def _fd(self, ino: int) -> int:
         with self._lock:
@@ -34,6 +45,7 @@ class StagingArea:
             if fd is None:
                 fd = os.open(self.path(ino), os.O_RDWR | os.O_CREAT, 0o600)
                 self._fds[ino] = fd
+                self._present.add(ino)
             return fd
 
     def create(self, ino: int, size: int = 0) -> None:
@@ -43,6 +55,7 @@ class StagingArea:
         os.ftruncate(fd, size)
         with self._lock:
             self._fds[ino] = fd
+            self._present.add(ino)
 
     def write(self, ino: int, offset: int, data: bytes) -> int:
         return os.pwrite(self._fd(ino), data, offset)
@@ -68,6 +81,8 @@ class StagingArea:
     def remove(self, ino: int) -> None:
         self.close(ino)
         self.path(ino).unlink(missing_ok=True)
+        with self._lock:
+            self._present.discard(ino)
 
     def close_all(self) -> None:
         with self._lock:

@@ -2,9 +2,17 @@
 
 ``Syncer.sync_once()`` asks fullview for what changed since the saved etag (everything
 when there is none, or after a 205), applies it to the metadata store in one
-transaction, saves the new etag, then tells the kernel what changed. Local changes still
-queued for upload win over the cloud's view of the same file (they will be uploaded);
-the full conflict rules (keeping both versions) belong to the sync issue.
+transaction, saves the new etag, then tells the kernel what changed (in a worker
+thread: an invalidation can wait for a request in flight). Local changes still queued
+for upload win over the cloud's view of the same file (they will be uploaded); the full
+conflict rules (keeping both versions) belong to the sync issue.
+
+An answer is applied only if no local change mirroring a cloud change happened while it
+was fetched (``MetadataStore.local_seq``): it may predate that change and would undo it
+(a renamed file reappearing, an uploaded file getting its old checksum back), nor while
+an upload in flight was unlinked or renamed locally (``MetadataStore.upload_unsettled``:
+the cloud shows that file where it no longer is). Such an answer is dropped, etag and
+all, and the next poll asks again.
 
 Apply order, as the protocol requires: deleted paths first, then folders, then files.
 """
@@ -13,9 +21,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import trio
 
 from vzcloud.api import paths as P
 from vzcloud.api.errors import OutOfSyncError
@@ -39,51 +49,74 @@ def parse_time_ns(text: str | None) -> int:
 
 @dataclass
 class Changes:
-    """What one sync changed, for the kernel: removed entries and changed inodes."""
+    """What one sync changed, for the kernel: removed entries, changed inodes, and
+    inodes left without an entry (the core drops them once nothing refers to them)."""
 
     removed: list[tuple[int, str]] = field(default_factory=list)
     changed: set[int] = field(default_factory=set)
+    detached: list[int] = field(default_factory=list)
 
 
 class Syncer:
     def __init__(
         self, meta: MetadataStore, remote: Remote, notifier: Notifier | None = None,
-        on_detached: Callable[[int], None] = lambda ino: None,
+        on_detached: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.meta = meta
         self.remote = remote
         self.notifier = notifier or Notifier()
         self.on_detached = on_detached  # the core drops the inode if nothing refers to it
         self.last_sync: float | None = None
+        self.discarded = 0  # answers not applied because local changes raced them
 
-    async def sync_once(self) -> Changes:
+    async def sync_once(self) -> Changes | None:
+        """Fetch and apply what changed. None: the answer raced a local change (see
+        ``MetadataStore.local_seq``) and was not applied; the caller tries again later."""
         etag = self.meta.get_state("etag")
+        seq = self.meta.local_seq
         try:
             result = await self.remote.fullview(etag)
         except OutOfSyncError:
             log.warning("fullview etag too old: resyncing everything")
             etag = None
+            seq = self.meta.local_seq
             result = await self.remote.fullview(None)
+        if self.meta.local_seq != seq or self.meta.upload_unsettled():
+            self.discarded += 1
+            log.debug("fullview raced a local change; not applied")
+            return None
         changes = Changes()
         if result.changed:
             with self.meta.tx():
                 changes = self.apply(result, full=etag is None)
                 self.meta.set_state("etag", result.etag)
         self.last_sync = time.time()
+        if self.on_detached is not None:
+            for ino in changes.detached:
+                await self.on_detached(ino)
+        if changes.removed or changes.changed:
+            await trio.to_thread.run_sync(self._notify, changes)
+        return changes
+
+    def _notify(self, changes: Changes) -> None:
+        """In a worker thread: kernel invalidations may wait for requests in flight."""
         for parent, name in changes.removed:
             self.notifier.entry_removed(parent, name)
         for ino in changes.changed:
             self.notifier.inode_changed(ino)
-        return changes
 
     def apply(self, result: FullviewResult, full: bool) -> Changes:
         """Apply a fullview (a whole snapshot when ``full``) inside the caller's transaction."""
         changes = Changes()
         seen: set[int] = {ROOT_INODE}
+        # A delta lists a path as deleted even when something new lives there again
+        # (deleted, then re-created or moved over): those are updated, not removed.
+        live = {f.path for f in result.files} | {d.path for d in result.empty_folders}
         for path in result.deleted:
-            self._delete_path(path, changes)
+            if path not in live:
+                self._delete_path(path, changes)
         for folder in result.empty_folders:
-            seen.update(self._ensure_dirs(P.split_path(folder.path)))
+            seen.update(self._ensure_dirs(P.split_path(folder.path), changes))
             inode = self.meta.resolve(P.split_path(folder.path))
             if inode is not None:
                 self._set_folder_attrs(inode, folder)
@@ -101,28 +134,34 @@ class Syncer:
         inode = self.meta.resolve(parts)
         if inode is None or inode.ino == ROOT_INODE or inode.parent is None:
             return
-        if self._has_local_changes(inode):
-            # Deleted in the cloud while our changes wait: keep ours; they will be
-            # uploaded as a new file (remote=0 makes renames local until then).
-            self.meta.update(inode.ino, remote=0)
+        self._remove(inode, changes)
+
+    def _remove(self, inode: Inode, changes: Changes) -> None:
+        """``inode`` is gone from the cloud. Clean entries go; local changes stay (they
+        will be uploaded as new files, their folders recreated: remote=0)."""
+        if not self._has_local_changes(inode):
+            changes.removed.append((inode.parent or ROOT_INODE, inode.name or ""))
+            self._detach_tree(inode, changes)
             return
-        changes.removed.append((inode.parent, inode.name or ""))
-        self._detach_tree(inode)
+        self.meta.update(inode.ino, remote=0)
+        if inode.is_dir:
+            for child in self.meta.children(inode.ino):
+                self._remove(child, changes)
 
     def _has_local_changes(self, inode: Inode) -> bool:
         if inode.is_dir:
             return any(self._has_local_changes(c) for c in self.meta.children(inode.ino))
         return inode.dirty or self.meta.has_upload_job(inode.ino)
 
-    def _detach_tree(self, inode: Inode) -> None:
-        # Children of a removed directory become unreachable with it; detaching the
-        # directory's entry is enough for lookups, and removes its subtree's rows.
-        for child in list(self.meta.children(inode.ino)):
-            self._detach_tree(child)
+    def _detach_tree(self, inode: Inode, changes: Changes) -> None:
+        # Children of a removed directory become unreachable with it; each is detached
+        # so the core can drop the ones the kernel does not reference.
+        for child in self.meta.children(inode.ino):
+            self._detach_tree(child, changes)
         self.meta.move(inode.ino, None, None)
-        self.on_detached(inode.ino)
+        changes.detached.append(inode.ino)
 
-    def _ensure_dirs(self, parts: list[str]) -> list[int]:
+    def _ensure_dirs(self, parts: list[str], changes: Changes) -> list[int]:
         """Make sure each directory of ``parts`` exists locally; returns their inodes."""
         inos: list[int] = []
         parent = ROOT_INODE
@@ -133,8 +172,11 @@ class Syncer:
             elif not inode.is_dir:
                 if self._has_local_changes(inode):
                     raise ValueError(f"local file where the cloud has a folder: {name}")
-                self._detach_tree(inode)
+                changes.removed.append((parent, name))
+                self._detach_tree(inode, changes)
                 inode = self.meta.create(parent, name, is_dir=True, remote=True)
+            elif not inode.remote:
+                self.meta.update(inode.ino, remote=1)  # the cloud has it (again)
             inos.append(inode.ino)
             parent = inode.ino
         return inos
@@ -146,7 +188,7 @@ class Syncer:
     def _apply_file(self, f: CloudFile, changes: Changes) -> list[int]:
         parts = P.split_path(f.path)
         try:
-            dirs = self._ensure_dirs(parts[:-1])
+            dirs = self._ensure_dirs(parts[:-1], changes)
         except ValueError as exc:
             log.warning("skipping %s: %s", f.path, exc)
             return []
@@ -163,7 +205,7 @@ class Syncer:
                 log.warning("cloud file %s collides with a local folder; keeping the folder", f.path)
                 return [*dirs, inode.ino]
             changes.removed.append((parent, name))
-            self._detach_tree(inode)
+            self._detach_tree(inode, changes)
             inode = None
         if inode is None:
             inode = self.meta.create(parent, name, is_dir=False, **{
@@ -179,6 +221,10 @@ class Syncer:
             return [*dirs, inode.ino]
         if inode.checksum != f.checksum or inode.size != f.size:
             changes.changed.add(inode.ino)
+        elif inode.remote:
+            # Same content (often the echo of our own upload): keep the local mtime,
+            # which utimens may have set and the kernel's page cache is tied to.
+            attrs.pop("mtime_ns")
         self.meta.update(inode.ino, **attrs)
         return [*dirs, inode.ino]
 
@@ -197,4 +243,4 @@ class Syncer:
                         stack.append(child.ino)
                     continue
                 changes.removed.append((ino, child.name or ""))
-                self._detach_tree(child)
+                self._detach_tree(child, changes)

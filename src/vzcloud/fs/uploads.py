@@ -2,12 +2,21 @@
 
 A job (``upload_jobs`` row, written before ``close()`` returns) says "inode N's staged
 content must reach the cloud". The worker takes due jobs oldest first, at most
-``parallel`` at a time. For each: snapshot the staging file (so writes may go on while the
-upload runs), upload the snapshot to the inode's current path, then, if no write happened
-meanwhile (``write_gen`` unchanged), record the new checksum, turn the snapshot into cache
-blocks and drop the staging file and the job. A failure keeps the job and retries it with
-exponential backoff (capped); a job is removed only when its content is in the cloud or
-its file was deleted locally.
+``parallel`` at a time, or one at a time while the filesystem is ``busy`` serving
+programs (uploads compete with requests for the CPU; an ``fsync`` or a drain waiting
+lifts that limit). A job is due when queued, except that a flush of a file still open
+for writing makes it due a little later (``core.WRITE_BACK_DELAY``).
+
+For each job: snapshot the staging file under the inode's content lock (so writes may
+go on while the upload runs, and the snapshot is never torn), upload the snapshot to
+the inode's current path, then, if no write happened meanwhile (``write_gen``
+unchanged), record the new checksum, turn the snapshot into cache blocks and drop the
+staging file and the job. If writes did happen: when a handle still has unflushed
+writes, the job goes (that handle's close queues it again); otherwise it stays and runs
+again at once. A failure keeps the job and retries it with exponential backoff (capped);
+a job is removed only when its content is in the cloud or its file was deleted locally.
+An upload whose folder is missing in the cloud (deleted there) creates the folders
+first; one whose folder was renamed locally meanwhile is retried at the new path.
 
 Concurrency contract: runs as one task in the mount's nursery on the trio thread; the
 per-inode work of one job never overlaps another job of the same inode (``_running``).
@@ -15,6 +24,7 @@ per-inode work of one job never overlaps another job of the same inode (``_runni
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import time
@@ -24,16 +34,25 @@ from pathlib import Path
 import trio
 
 from vzcloud.api import paths as P
-from vzcloud.api.errors import CloudError, NotFoundError
+from vzcloud.api.errors import CloudError, ConflictError, NotFoundError
+from vzcloud.api.models import CloudFile
 from vzcloud.fs.blocks import BlockCache
 from vzcloud.fs.errno_map import FsError
-from vzcloud.fs.metadata import MetadataStore
+from vzcloud.fs.metadata import ROOT_INODE, MetadataStore
 from vzcloud.fs.remote import Remote
 from vzcloud.fs.staging import StagingArea
 
 log = logging.getLogger("vzcloud.fs.uploads")
 
 MAX_BACKOFF = 60.0
+FIRST_BACKOFF = 0.5
+FSYNC_MAX_FAILURES = 3
+BUSY_RECHECK = 0.1  # seconds between looks at whether the filesystem is still busy  # failed attempts an fsync waits through before reporting EIO
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before retry number ``attempts + 1``."""
+    return min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** min(attempts, 8))
 
 
 class Uploader:
@@ -46,6 +65,9 @@ class Uploader:
         snapshot_dir: Path,
         parallel: int = 4,
         is_open: Callable[[int], bool] = lambda ino: False,
+        has_unflushed: Callable[[int], bool] = lambda ino: False,
+        content_lock: Callable[[int], trio.Lock] | None = None,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.meta = meta
         self.staging = staging
@@ -55,8 +77,13 @@ class Uploader:
         snapshot_dir.mkdir(parents=True, exist_ok=True)
         self.parallel = parallel
         self.is_open = is_open
+        self.has_unflushed = has_unflushed
+        own_locks: dict[int, trio.Lock] = {}
+        self.content_lock = content_lock or (lambda ino: own_locks.setdefault(ino, trio.Lock()))
+        self.busy = busy
+        self._urgent = 0  # fsyncs and drains waiting: no holding back
         self._wake = trio.Event()
-        self._changed = trio.Event()  # set after every attempt; fsync waiters re-check
+        self._changed = trio.Event()  # set after every attempt; waiters re-check
         self._running: set[int] = set()
         self.uploaded = 0
         self.failures = 0
@@ -65,7 +92,7 @@ class Uploader:
         self._wake.set()
 
     def pending(self) -> int:
-        return len(self.meta.upload_jobs())
+        return self.meta.upload_count()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Forever: start due jobs, then sleep until woken or the next retry is due."""
@@ -75,40 +102,64 @@ class Uploader:
         async with trio.open_nursery() as nursery:
             while True:
                 self._wake = trio.Event()
-                for job in self.meta.upload_jobs(time.time()):
-                    if len(self._running) >= self.parallel:
-                        break
-                    ino = job["ino"]
-                    if ino not in self._running:
-                        self._running.add(ino)
-                        nursery.start_soon(self._attempt, ino, job["attempts"])
-                with trio.move_on_after(1.0):
+                now = time.time()
+                # While programs are using the filesystem, one upload at a time: uploads
+                # compete with requests for the CPU, and a request waits for a person.
+                limit = self.parallel if self._urgent or not self.busy() else 1
+                room = limit - len(self._running)
+                if room > 0:
+                    # Running jobs are due too: ask for enough to find ``room`` others.
+                    for job in self.meta.upload_jobs(now, limit=room + len(self._running)):
+                        ino = job["ino"]
+                        if ino not in self._running and len(self._running) < limit:
+                            self._running.add(ino)
+                            nursery.start_soon(self._attempt, ino, job["attempts"])
+                next_due = self.meta.next_upload_due()
+                sleep = 1.0 if next_due is None or next_due <= now else min(1.0, next_due - now)
+                if limit < self.parallel and self.meta.upload_count() > len(self._running):
+                    sleep = min(sleep, BUSY_RECHECK)
+                with trio.move_on_after(sleep):
                     await self._wake.wait()
 
-    async def wait_uploaded(self, ino: int, max_failures: int = 3) -> None:
+    async def wait_uploaded(self, ino: int, max_failures: int = FSYNC_MAX_FAILURES) -> None:
         """Until ``ino`` has no job. Raises EIO after ``max_failures`` failed attempts
         during the wait (the data stays queued; fsync reports the failure)."""
         failures_at_start = self._failures_of(ino)
+        self.meta.retry_now(ino)
+        self._urgent += 1
         self.wake()
-        while self.meta.has_upload_job(ino):
-            if self._failures_of(ino) - failures_at_start >= max_failures:
-                raise FsError(5, "upload keeps failing; the data stays queued")
-            changed = self._changed
-            await changed.wait()
-
-    async def drain(self) -> None:
-        """Until the queue is empty (unmount waits for this unless forced)."""
-        self.wake()
-        while self.meta.upload_jobs():
-            changed = self._changed
-            with trio.move_on_after(1.0):
+        try:
+            while self.meta.has_upload_job(ino):
+                if self._failures_of(ino) - failures_at_start >= max_failures:
+                    raise FsError(errno.EIO, "upload keeps failing; the data stays queued")
+                changed = self._changed
                 await changed.wait()
+        finally:
+            self._urgent -= 1
+
+    async def drain(self, progress: Callable[[int], None] | None = None,
+                    every: float = 2.0) -> None:
+        """Until the queue is empty (unmount waits for this unless forced), calling
+        ``progress(jobs left)`` at the start and every ``every`` seconds."""
+        self._urgent += 1
+        self.wake()
+        last_report = -every
+        try:
+            while True:
+                left = self.pending()
+                if not left:
+                    return
+                if progress is not None and time.monotonic() - last_report >= every:
+                    progress(left)
+                    last_report = time.monotonic()
+                changed = self._changed
+                with trio.move_on_after(min(1.0, every)):
+                    await changed.wait()
+        finally:
+            self._urgent -= 1
 
     def _failures_of(self, ino: int) -> int:
-        for job in self.meta.upload_jobs():
-            if job["ino"] == ino:
-                return int(job["attempts"])
-        return 0
+        return self.meta.upload_attempts(ino)
 
     def _signal(self) -> None:
         self._changed.set()
@@ -119,8 +170,8 @@ class Uploader:
             await self._upload(ino)
         except (CloudError, OSError) as exc:
             self.failures += 1
-            delay = min(MAX_BACKOFF, 0.5 * 2 ** min(attempts, 8))
-            log.warning("upload of inode %d failed (%s); retrying in %.0f s", ino, exc, delay)
+            delay = backoff(attempts)
+            log.warning("upload of inode %d failed (%s); retrying in %.1f s", ino, exc, delay)
             self.meta.upload_failed(ino, str(exc)[:500], delay)
         except Exception:
             log.exception("upload of inode %d failed unexpectedly", ino)
@@ -130,19 +181,56 @@ class Uploader:
             self._signal()
             self.wake()
 
+    async def _snapshot(self, ino: int) -> tuple[Path, int] | None:
+        """A private copy of the staged content and the write generation it has, or None
+        if there is nothing to send (deleted locally, nothing staged)."""
+        async with self.content_lock(ino):
+            inode = self.meta.get(ino)
+            if inode is None or inode.parent is None or not self.staging.exists(ino):
+                return None
+            gen = inode.write_gen
+            snapshot = self.snapshot_dir / f"{ino}.{gen}"
+            await trio.to_thread.run_sync(shutil.copyfile, self.staging.path(ino), snapshot)
+            return snapshot, gen
+
+    async def _send(self, ino: int, snapshot: Path, parts: list[str]) -> CloudFile:
+        parent_path, name = P.join(parts[:-1]), parts[-1]
+        try:
+            return await self.remote.upload(snapshot, parent_path, name)
+        except NotFoundError:
+            if self.meta.path_parts(ino) != parts:
+                raise  # moved locally meanwhile (a folder rename): retry at the new path
+            # The folder went away in the cloud while our file waited: recreate it.
+            await self._create_folders(parts[:-1])
+            return await self.remote.upload(snapshot, parent_path, name)
+
+    async def _create_folders(self, parts: list[str]) -> None:
+        for depth in range(1, len(parts) + 1):
+            try:
+                if depth == 1:
+                    await self.remote.create_virtualfolder(parts[0])
+                else:
+                    await self.remote.create_folder(P.join(parts[:depth - 1]), parts[depth - 1],
+                                                    exist_ok=True)
+            except ConflictError:
+                pass  # exists already
+            inode = self.meta.resolve(parts[:depth])
+            if inode is not None and inode.ino != ROOT_INODE:
+                self.meta.update(inode.ino, remote=1)
+
     async def _upload(self, ino: int) -> None:
-        inode = self.meta.get(ino)
-        parts = self.meta.path_parts(ino) if inode else None
-        if inode is None or parts is None or not self.staging.exists(ino):
-            # Deleted locally (or nothing staged): nothing to send.
+        taken = await self._snapshot(ino)
+        if taken is None:
             self.meta.upload_done(ino)
             return
-        gen = inode.write_gen
-        snapshot = self.snapshot_dir / f"{ino}.{gen}"
-        await trio.to_thread.run_sync(shutil.copyfile, self.staging.path(ino), snapshot)
+        snapshot, gen = taken
         try:
-            parent_path, name = P.join(parts[:-1]), parts[-1]
-            uploaded = await self.remote.upload(snapshot, parent_path, name)
+            parts = self.meta.path_parts(ino)
+            if parts is None:
+                self.meta.upload_done(ino)
+                return
+            self.meta.sending[ino] = parts  # see MetadataStore.upload_unsettled
+            uploaded = await self._send(ino, snapshot, parts)
             inode = self.meta.get(ino)
             now_parts = self.meta.path_parts(ino) if inode else None
             if inode is None or now_parts is None:
@@ -151,28 +239,41 @@ class Uploader:
                     await self.remote.delete(P.join(parts))
                 except NotFoundError:
                     pass
+                self.meta.note_local_change()
                 self.meta.upload_done(ino)
                 return
             if now_parts != parts:
                 # Renamed while uploading: follow the rename in the cloud.
                 await self.remote.move(P.join(parts), P.join(now_parts))
+            if uploaded.checksum:
+                await trio.to_thread.run_sync(self.blocks.put_file, uploaded.checksum, snapshot)
+            await self._record(ino, gen, uploaded)
+            self.uploaded += 1
+            log.info("uploaded %s (%d bytes)", P.join(now_parts), uploaded.size)
+        finally:
+            self.meta.sending.pop(ino, None)
+            await trio.to_thread.run_sync(lambda: snapshot.unlink(missing_ok=True))
+
+    async def _record(self, ino: int, gen: int, uploaded: CloudFile) -> None:
+        """The upload of generation ``gen`` succeeded: update the inode and the queue."""
+        async with self.content_lock(ino):
+            inode = self.meta.get(ino)
+            if inode is None:
+                return
             fields: dict[str, object] = dict(
-                checksum=uploaded.checksum, version=uploaded.version, remote=1,
-                uri=uploaded.uri, mime_type=uploaded.mime_type,
-                content_token=uploaded.content_token,
+                version=uploaded.version, remote=1, uri=uploaded.uri,
+                mime_type=uploaded.mime_type, content_token=uploaded.content_token,
+                checksum=uploaded.checksum,
             )
             clean = inode.write_gen == gen
             if clean:
                 fields["dirty"] = 0
-            if uploaded.checksum:
-                checksum = uploaded.checksum
-                await trio.to_thread.run_sync(self.blocks.put_file, checksum, snapshot)
             self.meta.update(ino, **fields)
+            self.meta.note_local_change()
             if clean:
                 self.meta.upload_done(ino)
                 if not self.is_open(ino):
-                    self.staging.remove(ino)
-            self.uploaded += 1
-            log.info("uploaded %s (%d bytes)", P.join(now_parts), uploaded.size)
-        finally:
-            snapshot.unlink(missing_ok=True)
+                    await trio.to_thread.run_sync(self.staging.remove, ino)
+            elif self.has_unflushed(ino):
+                # Still being written: the writer's close queues the final content.
+                self.meta.upload_done(ino)

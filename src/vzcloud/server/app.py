@@ -10,36 +10,39 @@ generic JSON body and a logged traceback; no traceback ever reaches a client.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import inspect
-import json
 import logging
 import pkgutil
 import re
-import threading
+import sqlite3
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vzcloud.api import errors as E
 from vzcloud.api.endpoints import BASE_PATH, ENDPOINTS, Endpoint
 from vzcloud.api.models import Model
+from vzcloud.server import openapi
 from vzcloud.server import routes as routes_pkg
 from vzcloud.server.auth import authenticate
 from vzcloud.server.blobs import BlobStore
 from vzcloud.server.config import ServerConfig
 from vzcloud.server.content import recover
-from vzcloud.server.params import parse_args
+from vzcloud.server.faults import Faults
+from vzcloud.server.params import check_url_text, parse_args, parse_json_body
 from vzcloud.server.routes import HANDLERS
 from vzcloud.server.store import Account, Store
 
@@ -56,39 +59,6 @@ def redact(query: str) -> str:
     return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", query)
 
 
-@dataclass
-class Fault:
-    status: int
-    retry_after: float | None = None
-
-
-@dataclass
-class Faults:
-    """Failures injected by tests: the next N calls of an endpoint answer ``status``.
-
-    Off unless a test adds one. ``latency`` delays every request (seconds).
-    """
-
-    queued: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
-    latency: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def fail(self, endpoint: str, status: int, times: int = 1, retry_after: float | None = None) -> None:
-        with self.lock:
-            for _ in range(times):
-                self.queued[endpoint].append(Fault(status, retry_after))
-
-    def take(self, endpoint: str) -> Fault | None:
-        with self.lock:
-            q = self.queued.get(endpoint)
-            return q.popleft() if q else None
-
-    def clear(self) -> None:
-        with self.lock:
-            self.queued.clear()
-            self.latency = 0.0
-
-
 class CloudServer:
     """The state of one embedded cloud: config, database and blob files."""
 
@@ -96,8 +66,8 @@ class CloudServer:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.data_dir / "cloud.db")
-        self.blobs = BlobStore(config.data_dir)
-        self.faults = Faults()
+        self.faults = Faults(store=self.store)  # tests only; see vzcloud.server.faults
+        self.blobs = BlobStore(config.data_dir, check_space=self.faults.check_disk)
         # Leftovers of a crash or of abandoned uploads (see vzcloud.server.content).
         recover(self.store, self.blobs, config)
 
@@ -172,12 +142,30 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise E.QuotaExceededError(f"request body over {limit} bytes", error="body_too_large")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise E.QuotaExceededError(f"request body over {limit} bytes", error="body_too_large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise E.QuotaExceededError(f"request body over {limit} bytes",
+                                           error="body_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise E.BadRequestError("the client disconnected before the body was complete") from None
     return b"".join(chunks)
+
+
+def storage_error(exc: Exception) -> E.CloudError | None:
+    """507 ``insufficient_storage`` when ``exc`` says the server's disk is full (ENOSPC,
+    EDQUOT, SQLite's SQLITE_FULL); None for any other failure. Not the account's quota
+    (that is a 413): retrying is useless until the server's operator makes room."""
+    full = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+        isinstance(exc, sqlite3.Error)
+        and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    )
+    if not full:
+        return None
+    return E.ServerError("the server's storage is full; nothing was stored, try again later",
+                         status=507, error="insufficient_storage")
 
 
 def _bearer(request: Request) -> str | None:
@@ -193,6 +181,7 @@ async def _call(cloud: CloudServer, endpoint: Endpoint, request: Request) -> Res
     raw_path = request.path_params.get("path")
     if raw_path and not raw_path.startswith("/"):
         raise E.NotFoundError(f"no such endpoint: {request.url.path}", error="no_such_endpoint")
+    check_url_text(request.scope.get("raw_path") or b"", request.scope.get("query_string", b""))
 
     account: Account | None = None
     if endpoint.auth in ("bearer", "bearer_or_query"):
@@ -208,12 +197,7 @@ async def _call(cloud: CloudServer, endpoint: Endpoint, request: Request) -> Res
     json_body: Any = None
     form: dict[str, str] | None = None
     if endpoint.body == "json":
-        raw = await _read_body(request, cloud.config.max_json_body)
-        if raw.strip():
-            try:
-                json_body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise E.BadRequestError(f"the request body is not valid JSON: {exc}") from None
+        json_body = parse_json_body(await _read_body(request, cloud.config.max_json_body))
     elif endpoint.body == "form":
         raw = await _read_body(request, cloud.config.max_json_body)
         form = {k: v[-1] for k, v in query.items()}
@@ -274,18 +258,21 @@ def _dispatcher(cloud: CloudServer, by_method: dict[str, Endpoint]) -> Callable[
                 raise E.MethodNotAllowedError(
                     f"{request.method} is not allowed here; use {', '.join(sorted(by_method))}"
                 )
-            if cloud.faults.latency:
-                import anyio
-
-                await anyio.sleep(cloud.faults.latency)
+            delay = cloud.faults.delay(endpoint.name)
+            if delay:
+                await anyio.sleep(delay)
+            request = cloud.faults.wrap_request(endpoint.name, request)
             response = await _call(cloud, endpoint, request)
         except E.CloudError as err:
             response = error_response(err)
-        except Exception:
-            log.exception("internal error in %s %s", request.method, request.url.path)
-            response = error_response(E.ServerError("internal server error"))
-        if endpoint is not None and isinstance(response, Response) and request.method == "HEAD":
-            pass
+        except Exception as exc:
+            known = storage_error(exc)
+            if known is None:
+                log.exception("internal error in %s %s", request.method, request.url.path)
+                known = E.ServerError("internal server error")
+            response = error_response(known)
+        if endpoint is not None:
+            response = cloud.faults.wrap_response(endpoint.name, request, response)
         access_log.info(
             "%s %s%s -> %s (%.1f ms)",
             request.method,
@@ -297,6 +284,14 @@ def _dispatcher(cloud: CloudServer, by_method: dict[str, Endpoint]) -> Callable[
         return response
 
     return dispatch
+
+
+async def _openapi(request: Request) -> Response:
+    """GET /cloud/1/openapi.json: the OpenAPI document of the endpoint table."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(E.MethodNotAllowedError(
+            f"{request.method} is not allowed here; use GET"))
+    return JSONResponse(openapi.document())
 
 
 def load_handlers() -> None:
@@ -314,16 +309,23 @@ def create_app(config: ServerConfig, cloud: CloudServer | None = None) -> Starle
         grouped[_starlette_path(ep.path)][ep.method] = ep
     # Templates with fixed text first, so "/playlists/{uid}/items" wins over "/playlists/{uid}".
     ordered = sorted(grouped.items(), key=lambda kv: (-kv[0].count("/"), "{" in kv[0]))
+    every_method = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
     app_routes = [
-        Route(BASE_PATH + path, _dispatcher(cloud, methods),
-              methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+        Route(BASE_PATH + path, _dispatcher(cloud, methods), methods=every_method)
         for path, methods in ordered
     ]
+    # Outside the endpoint table (see vzcloud.server.openapi): no auth, GET/HEAD only.
+    app_routes.append(Route(openapi.OPENAPI_PATH, _openapi, methods=every_method))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         if status == 405:
             return error_response(E.MethodNotAllowedError(f"{request.method} is not allowed here"))
+        path = request.scope.get("path", "")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+            # A newline keeps "{path}" from matching; it is a bad name, not a bad endpoint.
+            return error_response(E.BadRequestError(
+                "invalid URL path: a name cannot contain control characters"))
         return error_response(
             E.NotFoundError(f"no such endpoint: {request.url.path}", error="no_such_endpoint")
         )

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,13 +23,16 @@ COPY_BUFFER = 1 << 20
 class BlobWriter:
     """A temporary file being filled; ``sha256`` and ``size`` track what was written."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, check_space: Callable[[int], None] | None = None) -> None:
         self.path = path
         self.file: BinaryIO = open(path, "wb")  # closed by close() or abort()
         self.hash = hashlib.sha256()
         self.size = 0
+        self.check_space = check_space
 
     def write(self, data: bytes) -> None:
+        if self.check_space is not None:
+            self.check_space(len(data))
         self.file.write(data)
         self.hash.update(data)
         self.size += len(data)
@@ -51,7 +55,12 @@ class BlobWriter:
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    """``check_space(nbytes)``, when given, is called before every write of file content
+    (blobs, and upload chunks through ``check_space``) and may raise OSError(ENOSPC): the
+    test-only full-disk fault (``vzcloud.server.faults``)."""
+
+    def __init__(self, root: Path, check_space: Callable[[int], None] | None = None) -> None:
+        self._check_space = check_space
         self.root = root
         self.blob_dir = root / "blobs"
         self.tmp_dir = root / "tmp"
@@ -67,7 +76,12 @@ class BlobStore:
         return self.path(checksum).exists()
 
     def writer(self) -> BlobWriter:
-        return BlobWriter(self.tmp_dir / f"{secrets.token_hex(12)}.part")
+        return BlobWriter(self.tmp_dir / f"{secrets.token_hex(12)}.part", self._check_space)
+
+    def check_space(self, nbytes: int) -> None:
+        """Call before writing ``nbytes`` of file content outside a BlobWriter."""
+        if self._check_space is not None:
+            self._check_space(nbytes)
 
     def adopt(self, writer: BlobWriter) -> str:
         """Move a finished writer's file into place under its checksum; return it."""

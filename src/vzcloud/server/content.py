@@ -172,7 +172,8 @@ def recover(store: Store, blobs: BlobStore, config: ServerConfig) -> None:
     """Clean up after a crash or a long stop; call at server start, before serving.
 
     Removes temporary blob files, blobs that no version references (adopted but never
-    committed), expired upload sessions and chunk directories without a session.
+    committed), expired upload sessions, chunk directories without a session and
+    half-received chunks (``*.part``) of live sessions; their complete chunks stay.
     """
     blobs.clear_tmp()
     with store.lock:
@@ -186,6 +187,8 @@ def recover(store: Store, blobs: BlobStore, config: ServerConfig) -> None:
         live = {r[0] for r in db.execute("SELECT id FROM uploads")}
     for entry in root.iterdir():
         if entry.name in live:
+            for part in entry.glob("*.part"):  # a chunk being received when we stopped
+                part.unlink(missing_ok=True)
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)

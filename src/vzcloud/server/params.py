@@ -7,8 +7,11 @@ or raise BadRequestError naming the parameter and what is wrong with it.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from vzcloud.api import paths as P
 from vzcloud.api.endpoints import Endpoint, Param
@@ -16,6 +19,58 @@ from vzcloud.api.errors import BadRequestError
 
 MAX_TEXT = 64 * 1024
 MAX_LIST = 1000
+# ASCII digits only: str.isdigit() also accepts '¹' (which int() refuses) and '٣'.
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,19}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_url_text(raw_path: bytes, query_string: bytes) -> None:
+    """Refuse a URL whose percent-escapes do not decode to UTF-8 (BadRequestError).
+
+    The ASGI layer decodes ``%ff`` to U+FFFD without a word, so ``/VZMOBILE/a%ff`` would
+    silently name the file ``a`` + U+FFFD; refusing it keeps every name what the client
+    meant."""
+    for part, what in ((raw_path, "path"), (query_string.replace(b"+", b" "), "query")):
+        try:
+            unquote_to_bytes(part).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequestError(
+                f"the URL {what} is not UTF-8 text once percent-decoded ({exc.reason} at "
+                f"byte {exc.start})"
+            ) from None
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """The decoded JSON of a request body (None when it is empty), or BadRequestError.
+
+    Refused besides malformed JSON: ``null``, nesting deeper than the parser manages, and strings
+    holding a lone UTF-16 surrogate (``"\\ud800"``): valid JSON, but not Unicode text,
+    so no name, tag or contact field could be stored or sent back as UTF-8."""
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise BadRequestError("the request body is not valid JSON: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc}") from None
+    if body is None:  # the literal null: no endpoint takes it (an empty body is fine)
+        raise BadRequestError("the request body must be a JSON object, not null")
+    pending = [body]
+    while pending:  # iterative: a deeply nested body must not exhaust the stack here
+        value = pending.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise BadRequestError(
+                    "the request body is not valid Unicode text: a string holds a lone "
+                    "UTF-16 surrogate escape (\\ud800-\\udfff)"
+                )
+        elif isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return body
 
 
 def parse_bool(name: str, value: Any) -> bool:
@@ -49,7 +104,7 @@ def convert(param: Param, value: Any) -> Any:
         if isinstance(value, bool):
             raise BadRequestError(f"parameter {n!r} must be a whole number")
         if isinstance(value, str):
-            if not value.strip().lstrip("-").isdigit() or len(value) > 20:
+            if not _WHOLE_NUMBER.fullmatch(value.strip()):
                 raise BadRequestError(f"parameter {n!r} must be a whole number, not {value!r}")
             value = int(value)
         if not isinstance(value, int):

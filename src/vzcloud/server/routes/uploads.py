@@ -266,8 +266,13 @@ async def _receive_chunk(ctx: Ctx, session: sqlite3.Row, offset: int | None) -> 
         return open(part, "wb")
 
     file = await to_thread.run_sync(open_part)
+
+    def write(data: bytes) -> None:
+        ctx.cloud.blobs.check_space(len(data))  # a full disk: OSError(ENOSPC) -> 507
+        file.write(data)
+
     try:
-        await _receive(ctx.request, file.write, limit, too_large)
+        await _receive(ctx.request, write, limit, too_large)
         await to_thread.run_sync(file.close)
 
         def place() -> None:

@@ -1,0 +1,439 @@
+"""``vzcloud mount MOUNTPOINT`` and ``vzcloud umount MOUNTPOINT``: the cloud as a local disk.
+
+``mount`` uses a profile (default: the default profile, which ``vzcloud serve`` writes),
+loads the account (the first time with one fullview; afterwards from the cache directory
+plus the changes since), mounts it with FUSE and keeps it in sync. By default it returns
+once the filesystem is mounted, leaving a background process (its log is
+``CACHE_DIR/mount.log``); ``--foreground`` stays attached, prints a ready line and logs
+to stderr (Ctrl-C unmounts, as ``umount`` does).
+
+Each mount process records itself in ``RUNTIME/mounts/<hash of the mountpoint>.json``
+(RUNTIME = ``$XDG_RUNTIME_DIR/vzcloud``, else ``$XDG_CACHE_HOME/vzcloud/run``), so
+``umount`` finds it from the mountpoint alone. A cache directory serves one mount at a
+time (a lock on ``CACHE_DIR/mount.lock``).
+
+``umount`` runs ``fusermount3 -u`` (it fails if the mount is busy: close the files or
+leave the directory first) and then waits until the mount process has uploaded
+everything still queued and exited, showing how many uploads are left (a mount started
+with another ``XDG_RUNTIME_DIR`` is not found: it is unmounted, and its process drains
+the queue on its own).
+``umount --force`` detaches the mount lazily (``fusermount3 -u -z``, which works even
+when busy) and tells the mount process to stop at once (SIGUSR1) without waiting for the
+queue: what is queued stays in the cache directory and the next mount of the same cache
+uploads it. Nothing written is dropped either way.
+
+Errors print one line and exit with: 4 no such mountpoint or profile, 3 the profile's
+credentials were refused, 1 anything else (mountpoint not empty or already mounted,
+cloud unreachable at the first mount, FUSE missing).
+
+Tuning for tests and benchmarks (environment): ``VZCLOUD_CHUNK_THRESHOLD`` and
+``VZCLOUD_CHUNK_SIZE`` (bytes) change when and how uploads are chunked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vzcloud import profiles
+from vzcloud.cli import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, CliError, add_command
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+READY = b"ready\n"
+
+
+def parse_size(text: str) -> int:
+    """``10G``, ``512M``, ``1.5GiB``, ``4096`` -> bytes (powers of 1024)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (like 10G, 512M or 4096)")
+    return int(float(m[1]) * _UNITS[m[2].lower()])
+
+
+def _octal(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal umask (like 022)") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"umask {text!r} is out of range")
+    return value
+
+
+def _profile_name(text: str) -> str:
+    try:
+        return profiles.check_name(text)
+    except profiles.ProfileError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    doc = __doc__.split("\n\n", 1)[1] if __doc__ else None
+    parser = add_command(subparsers, "mount", run_mount,
+                         help="mount the cloud as a local directory (FUSE)", description=doc)
+    parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT",
+                        help="an existing empty directory")
+    parser.add_argument("--profile", type=_profile_name, metavar="NAME",
+                        help="profile to use (default: the default profile)")
+    parser.add_argument("--cache-dir", type=Path, metavar="DIR",
+                        help="metadata, cached blocks and the upload queue (default: "
+                        "$XDG_CACHE_HOME/vzcloud/PROFILE)")
+    parser.add_argument("--cache-size", type=parse_size, default=parse_size("10G"),
+                        metavar="SIZE", help="block cache limit (default 10G)")
+    parser.add_argument("--foreground", "-f", action="store_true",
+                        help="stay in the foreground, logging to stderr")
+    parser.add_argument("--uid", type=int, default=os.getuid(),
+                        help="owner shown for every file (default: you)")
+    parser.add_argument("--gid", type=int, default=os.getgid(),
+                        help="group shown for every file (default: your group)")
+    parser.add_argument("--umask", type=_octal, default=0o022, metavar="OCTAL",
+                        help="permission bits removed from 0777/0666 (default 022)")
+    parser.add_argument("--read-only", action="store_true", help="refuse every change")
+    parser.add_argument("--allow-other", action="store_true",
+                        help="let other users see the mount (needs user_allow_other in "
+                        "/etc/fuse.conf unless root)")
+    parser.add_argument("--poll-interval", type=_positive, default=15.0, metavar="SECONDS",
+                        help="how often to ask the cloud for changes (default 15)")
+    # Internal: the daemonizing parent's end of a pipe told "ready" once mounted.
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+
+    parser = add_command(subparsers, "umount", run_umount,
+                         help="unmount a vzcloud mount, waiting for queued uploads",
+                         description=doc)
+    parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+    parser.add_argument("--force", action="store_true",
+                        help="unmount even if busy and do not wait for queued uploads "
+                        "(they are finished by the next mount)")
+
+
+# Where mount processes are recorded ------------------------------------------------------
+
+
+def runtime_dir() -> Path:
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg) and os.path.isdir(xdg):
+        return Path(xdg) / "vzcloud"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vzcloud" / "run"
+
+
+def pid_file(mountpoint: Path) -> Path:
+    digest = hashlib.sha256(str(mountpoint).encode()).hexdigest()[:16]
+    return runtime_dir() / "mounts" / f"{digest}.json"
+
+
+def _read_pid_file(mountpoint: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads(pid_file(mountpoint).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("mountpoint") != str(mountpoint):
+        return None
+    if not _alive(int(info.get("pid", 0))):
+        return None
+    return info
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def queued_uploads(cache_dir: Path) -> int | None:
+    """Jobs in a cache directory's upload queue (read-only look), None if unreadable."""
+    db = cache_dir / "metadata.db"
+    if not db.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM upload_jobs").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+
+
+# mount ---------------------------------------------------------------------------------------
+
+
+def _mountpoint(path: Path) -> Path:
+    mp = Path(os.path.abspath(path.expanduser()))
+    try:
+        st = mp.stat()
+    except FileNotFoundError:
+        raise CliError(f"mountpoint {mp} does not exist; create it with 'mkdir -p {mp}'",
+                       EXIT_NOT_FOUND) from None
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise CliError(f"{mp} is a dead mount (transport endpoint is not connected); "
+                           f"clear it with 'fusermount3 -u {mp}'") from None
+        raise CliError(f"cannot use {mp}: {exc.strerror}") from None
+    import stat as stat_mod
+
+    if not stat_mod.S_ISDIR(st.st_mode):
+        raise CliError(f"mountpoint {mp} is not a directory")
+    if os.path.ismount(mp):
+        raise CliError(f"{mp} is already mounted; unmount it first ('vzcloud umount {mp}')")
+    if any(mp.iterdir()):
+        raise CliError(f"mountpoint {mp} is not empty; use an empty directory")
+    return mp
+
+
+def _check_fuse() -> None:
+    if not os.path.exists("/dev/fuse"):
+        raise CliError("FUSE is not available (no /dev/fuse); load the fuse module or run "
+                       "where FUSE is allowed")
+    if shutil.which("fusermount3") is None:
+        raise CliError("fusermount3 is missing; install the fuse3 package")
+
+
+def run_mount(args: argparse.Namespace) -> int:
+    mountpoint = _mountpoint(args.mountpoint)
+    _check_fuse()
+    profile = profiles.load(args.profile)  # ProfileNotFoundError -> exit 4 with a hint
+    from vzcloud.fs.mount import default_cache_dir
+
+    cache_dir = Path(os.path.abspath((args.cache_dir or default_cache_dir(profile.name))
+                                     .expanduser()))
+    if not args.foreground:
+        return _daemonize(args, mountpoint, cache_dir, profile.name)
+    return _mount_here(args, mountpoint, cache_dir, profile.name)
+
+
+def _daemonize(args: argparse.Namespace, mountpoint: Path, cache_dir: Path,
+               profile_name: str) -> int:
+    """Run the mount (``mount --foreground``) in a new session, logging to
+    ``CACHE_DIR/mount.log``, and return once it is mounted (or failed)."""
+    cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_path = cache_dir / "mount.log"
+    read_end, write_end = os.pipe()
+    argv = [sys.executable, "-m", "vzcloud.cli.main", *(["--debug"] if args.debug else []),
+            "mount", str(mountpoint), "--foreground", "--ready-fd", str(write_end),
+            "--profile", profile_name, "--cache-dir", str(cache_dir),
+            "--cache-size", str(args.cache_size), "--uid", str(args.uid),
+            "--gid", str(args.gid), "--umask", f"{args.umask:o}",
+            "--poll-interval", str(args.poll_interval),
+            *(["--read-only"] if args.read_only else []),
+            *(["--allow-other"] if args.allow_other else [])]
+    with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+        child = subprocess.Popen(argv, stdin=devnull, stdout=log, stderr=log,
+                                 pass_fds=(write_end,), start_new_session=True)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        said = pipe.read(len(READY))
+    if said == READY:
+        sys.stderr.write(f"vzcloud: mounted at {mountpoint} (pid {child.pid}, log {log_path}); "
+                         f"unmount with 'vzcloud umount {mountpoint}'\n")
+        return EXIT_OK
+    code = child.wait()
+    last = _last_error(log_path)
+    raise CliError(last or f"the mount process exited with code {code}; see {log_path}",
+                   code or EXIT_FAILED)
+
+
+def _last_error(log_path: Path) -> str | None:
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines[-50:]):
+        if line.startswith("vzcloud: error: "):
+            return line.removeprefix("vzcloud: error: ")
+    return None
+
+
+def _lock_cache(cache_dir: Path) -> int:
+    cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(cache_dir / "mount.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CliError(f"the cache directory {cache_dir} is in use by another mount; "
+                       "unmount it or pick another --cache-dir") from None
+    return fd
+
+
+def _mount_here(args: argparse.Namespace, mountpoint: Path, cache_dir: Path,
+                profile_name: str) -> int:
+    import trio
+
+    from vzcloud import AsyncCloud, logging_setup
+    from vzcloud.api import errors as E
+    from vzcloud.fs.core import MountOptions
+    from vzcloud.fs.mount import MountConfig, MountError, run_mount
+    from vzcloud.fs.remote import CloudRemote
+    from vzcloud.sdk.flows import RetryPolicy
+
+    logging_setup.setup("debug" if args.debug else "info")
+    lock_fd = _lock_cache(cache_dir)
+    cloud = AsyncCloud.from_profile(profile_name)
+    # Bounded retries: a read the cache cannot serve fails with EIO within seconds
+    # when the cloud is unreachable (the upload queue retries on its own, forever).
+    cloud.retry = RetryPolicy(max_attempts=4, base_delay=0.25, max_delay=2.0, max_total=10.0)
+    for env, attr in (("VZCLOUD_CHUNK_THRESHOLD", "chunk_threshold"),
+                      ("VZCLOUD_CHUNK_SIZE", "chunk_size")):
+        if os.environ.get(env):
+            setattr(cloud, attr, parse_size(os.environ[env]))
+    config = MountConfig(
+        mountpoint=mountpoint, cache_dir=cache_dir, cache_size=args.cache_size,
+        poll_interval=args.poll_interval, allow_other=args.allow_other,
+        options=MountOptions(uid=args.uid, gid=args.gid, umask=args.umask,
+                             read_only=args.read_only),
+    )
+    record = pid_file(mountpoint)
+
+    def ready() -> None:
+        record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        profiles.write_private(record, json.dumps({
+            "pid": os.getpid(), "mountpoint": str(mountpoint), "cache_dir": str(cache_dir),
+            "profile": profile_name,
+        }).encode())
+        sys.stderr.write(f"vzcloud: mounted {cloud.base_url} (profile {profile_name}) at "
+                         f"{mountpoint}, cache {cache_dir}; unmount with 'vzcloud umount "
+                         f"{mountpoint}' or Ctrl-C\n")
+        sys.stderr.flush()
+        if args.ready_fd is not None:
+            try:
+                os.write(args.ready_fd, READY)
+                os.close(args.ready_fd)
+            except OSError:
+                pass  # the parent is gone: nobody to tell
+
+    async def main() -> int:
+        async with cloud:
+            return await run_mount(config, CloudRemote(cloud), ready=ready)
+
+    try:
+        left = trio.run(main)
+    except MountError as exc:
+        raise CliError(str(exc)) from None
+    except (E.NetworkError, E.ServerError) as exc:
+        raise CliError(f"cannot reach the cloud at {cloud.base_url}: "
+                       f"{exc.description or exc.error}; start it ('vzcloud serve') or "
+                       "check the network") from None
+    except RuntimeError as exc:
+        if "fuse_session" in str(exc):
+            raise CliError(f"cannot mount {mountpoint}: {exc}; see the lines above") from None
+        raise
+    finally:
+        record.unlink(missing_ok=True)
+        os.close(lock_fd)
+    sys.stderr.write(f"vzcloud: unmounted {mountpoint}"
+                     + (f"; {left} upload(s) stay queued for the next mount\n" if left else "\n"))
+    return EXIT_OK
+
+
+# umount --------------------------------------------------------------------------------------
+
+
+def run_umount(args: argparse.Namespace) -> int:
+    mountpoint = Path(os.path.abspath(args.mountpoint.expanduser()))
+    info = _read_pid_file(mountpoint)
+    mounted = _is_mounted(mountpoint)
+    if not mounted and info is None:
+        raise CliError(f"{mountpoint} is not mounted", EXIT_NOT_FOUND)
+    if mounted:
+        cmd = ["fusermount3", "-u", "-z", str(mountpoint)] if args.force else \
+              ["fusermount3", "-u", str(mountpoint)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            why = " ".join(done.stderr.split()) or f"exit code {done.returncode}"
+            hint = ("; close the files open there (and leave the directory), or use "
+                    "--force" if "busy" in why.lower() else "")
+            raise CliError(f"cannot unmount {mountpoint}: {why}{hint}")
+    if info is None:
+        sys.stderr.write(f"vzcloud: unmounted {mountpoint}\n")
+        return EXIT_OK
+    pid = int(info["pid"])
+    cache_dir = Path(info.get("cache_dir", ""))
+    if args.force:
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            pass
+        _wait_exit(pid, timeout=10)
+        left = queued_uploads(cache_dir) or 0
+        sys.stderr.write(f"vzcloud: unmounted {mountpoint} (forced)"
+                         + (f"; {left} upload(s) stay queued for the next mount of "
+                            f"{cache_dir}\n" if left else "\n"))
+        return EXIT_OK
+    return _wait_for_uploads(pid, mountpoint, cache_dir)
+
+
+def _is_mounted(mountpoint: Path) -> bool:
+    try:
+        return os.path.ismount(mountpoint)
+    except OSError:
+        return True  # a dead mount (ENOTCONN) still needs unmounting
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _wait_for_uploads(pid: int, mountpoint: Path, cache_dir: Path) -> int:
+    """Wait for the mount process to drain its queue and exit, showing progress."""
+    shown: int | None = None
+    last_shown = 0.0
+    try:
+        while _alive(pid):
+            left = queued_uploads(cache_dir)
+            if left and (left != shown or time.monotonic() - last_shown > 10):
+                sys.stderr.write(f"vzcloud: waiting for {left} queued upload(s)...\n")
+                sys.stderr.flush()
+                shown, last_shown = left, time.monotonic()
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"vzcloud: stopped waiting; the mount process (pid {pid}) goes on "
+                         "uploading in the background\n")
+        return 130
+    left = queued_uploads(cache_dir) or 0
+    if left:
+        sys.stderr.write(f"vzcloud: unmounted {mountpoint}; {left} upload(s) stay queued for "
+                         "the next mount\n")
+        return EXIT_FAILED
+    sys.stderr.write(f"vzcloud: unmounted {mountpoint}; all uploads finished\n")
+    return EXIT_OK
