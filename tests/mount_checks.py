@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from .mount_harness import CloudEnv
@@ -67,7 +68,8 @@ def cloud_tree(env: CloudEnv, prefix: str) -> Tree:
     return tree
 
 
-def describe_difference(expected: Tree, got: Tree, limit: int = 8) -> str:
+def describe_difference(expected: Mapping[str, object], got: Mapping[str, object],
+                        limit: int = 8) -> str:
     missing = sorted(set(expected) - set(got))
     extra = sorted(set(got) - set(expected))
     wrong = sorted(p for p in set(expected) & set(got) if expected[p] != got[p])

@@ -177,8 +177,6 @@ def test_metadata_trashed_is_410_and_listed_with_include_deleted(user: User) -> 
     upload(user, "/VZMOBILE/gone.txt", b"bye")
     upload(user, "/VZMOBILE/kept.txt", b"hi")
     r = user.http.delete("/fops/delete", params={"path": "/VZMOBILE/gone.txt"})
-    if r.status_code == 501:
-        pytest.skip("DELETE /fops/delete is not implemented yet")
     assert r.status_code == 200, r.text
     r = user.http.get("/metadata/VZMOBILE/gone.txt")
     assert r.status_code == 410 and r.json()["error"] == "gone"

@@ -155,7 +155,8 @@ def cache(tmp_path: Path) -> Path:
 @pytest.mark.trio
 async def test_root_lists_virtual_folders_and_top_level_rules(cloud, user, sdk, cache):
     async with open_fs(cloud, user, cache) as fs:
-        assert fs.names("/") == ["MyComputer", "VZMOBILE", "VZWEB"]
+        # and the special directories (fs.special), listed last
+        assert fs.names("/") == [".favorites", ".trash", "MyComputer", "VZMOBILE", "VZWEB"]
         with pytest.raises(FsError) as e:
             await fs.core.create(ROOT_INODE, "file.txt", os.O_WRONLY)
         assert e.value.errno == errno.EPERM

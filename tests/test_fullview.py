@@ -112,8 +112,6 @@ def test_deleted_paths_in_the_delta(user: User) -> None:
     upload(user, "/VZMOBILE/doomed.txt", b"d")
     _, etag = _view(user)
     r = user.http.delete("/fops/delete", params={"path": "/VZMOBILE/doomed.txt", "purge": "true"})
-    if r.status_code == 501:
-        pytest.skip("DELETE /fops/delete is not implemented yet")
     assert r.status_code == 200, r.text
     data, _ = _view(user, etag)
     assert data["deleted"]["path"] == ["/VZMOBILE/doomed.txt"]

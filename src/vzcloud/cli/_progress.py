@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from vzcloud.cli._common import human_size
+from vzcloud.cli._common import count, human_size
 
 REDRAW_SECONDS = 0.1
 PLAIN_STEP_PERCENT = 25
@@ -34,12 +34,15 @@ class TransferProgress:
     """Progress of one transfer of ``total`` bytes (see the module docstring).
 
     ``tty`` overrides the terminal detection of ``stream`` (tests); ``clock`` is
-    ``time.monotonic`` unless given."""
+    ``time.monotonic`` unless given. ``amount`` writes a quantity: binary sizes unless
+    the progress counts something else (``count_of("file")`` counts files)."""
 
     def __init__(self, label: str, total: int, *, stream: TextIO | None = None,
-                 tty: bool | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 tty: bool | None = None, clock: Callable[[], float] = time.monotonic,
+                 amount: Callable[[int], str] = human_size) -> None:
         self.label = label
         self.total = total
+        self.amount = amount
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.clock = clock
@@ -82,15 +85,15 @@ class TransferProgress:
             self._open_line = False
 
     def _write_plain(self, percent: int) -> None:
-        self.stream.write(f"{self.label}: {percent}% ({human_size(self.done)} of "
-                          f"{human_size(self.total)})\n")
+        self.stream.write(f"{self.label}: {percent}% ({self.amount(self.done)} of "
+                          f"{self.amount(self.total)})\n")
         self.stream.flush()
 
     def _draw_bar(self, now: float) -> None:
         self._drawn_at = now
         elapsed = now - self.started
-        rate = f"  {human_size(int(self.done / elapsed))}/s" if elapsed > 0.2 else ""
-        tail = (f" {self.percent():3d}%  {human_size(self.done)}/{human_size(self.total)}"
+        rate = f"  {self.amount(int(self.done / elapsed))}/s" if elapsed > 0.2 else ""
+        tail = (f" {self.percent():3d}%  {self.amount(self.done)}/{self.amount(self.total)}"
                 f"{rate}")
         # The bar's width depends only on the terminal and the label, so it stays put
         # while the numbers after it change length.
@@ -106,3 +109,8 @@ class TransferProgress:
         self.stream.write(f"\r{label} [{bar}]{tail}\x1b[K")
         self.stream.flush()
         self._open_line = True
+
+
+def count_of(noun: str) -> Callable[[int], str]:
+    """An ``amount`` for TransferProgress that counts ``noun``s: ``1 file``, ``20 files``."""
+    return lambda n: count(n, noun)

@@ -5,16 +5,21 @@ loads the account (the first time with one fullview; afterwards from the cache d
 plus the changes since), mounts it with FUSE and keeps it in sync. By default it returns
 once the filesystem is mounted, leaving a background process (its log is
 ``CACHE_DIR/mount.log``); ``--foreground`` stays attached, prints a ready line and logs
-to stderr (Ctrl-C unmounts, as ``umount`` does).
+to stderr (Ctrl-C unmounts, as ``umount`` does). Under systemd (``Type=notify``) the
+foreground mount reports READY once mounted. The first mount of a cache directory loads
+the list of all files, with a progress bar for a large account (plain lines when
+stderr is not a terminal). A dead vzcloud mount left at the mountpoint by a process that
+died is detached first.
 
 Each mount process records itself in ``RUNTIME/mounts/<hash of the mountpoint>.json``
 (RUNTIME = ``$XDG_RUNTIME_DIR/vzcloud``, else ``$XDG_CACHE_HOME/vzcloud/run``), so
-``umount`` finds it from the mountpoint alone. A cache directory serves one mount at a
-time (a lock on ``CACHE_DIR/mount.lock``).
+``umount``, ``status`` and ``refresh`` find it from the mountpoint alone; its control
+channel (``vzcloud.fs.control``) is the socket next to it, ``<hash>.sock``. A cache
+directory serves one mount at a time (a lock on ``CACHE_DIR/mount.lock``).
 
 ``umount`` runs ``fusermount3 -u`` (it fails if the mount is busy: close the files or
 leave the directory first) and then waits until the mount process has uploaded
-everything still queued and exited, showing how many uploads are left (a mount started
+everything still queued and exited, showing the bytes left as a progress bar (a mount started
 with another ``XDG_RUNTIME_DIR`` is not found: it is unmounted, and its process drains
 the queue on its own).
 ``umount --force`` detaches the mount lazily (``fusermount3 -u -z``, which works even
@@ -50,10 +55,14 @@ from typing import Any
 
 from vzcloud import profiles
 from vzcloud.cli import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, CliError, add_command
+from vzcloud.cli._common import human_size
+from vzcloud.cli._progress import TransferProgress, count_of
+from vzcloud.cli._systemd import notify
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 READY = b"ready\n"
+LOAD_PROGRESS_MIN = 2000  # files: smaller accounts load without a progress bar
 
 
 def parse_size(text: str) -> int:
@@ -146,12 +155,49 @@ def pid_file(mountpoint: Path) -> Path:
     return runtime_dir() / "mounts" / f"{digest}.json"
 
 
-def _read_pid_file(mountpoint: Path) -> dict[str, Any] | None:
+def control_socket(mountpoint: Path) -> Path:
+    """The mount's control channel (``vzcloud.fs.control``), next to its record."""
+    return pid_file(mountpoint).with_suffix(".sock")
+
+
+def read_record(mountpoint: Path) -> dict[str, Any] | None:
+    """The record of the live mount process of ``mountpoint`` (pid, mountpoint,
+    cache_dir, profile, server), None if there is none or its process is gone."""
+    return _live_record(pid_file(mountpoint), str(mountpoint))
+
+
+def not_running(mountpoint: Path) -> CliError:
+    """The error for a MOUNTPOINT that has no live mount process (exit 4), saying what
+    is there instead: a dead mount to clear, a mount of another user, or nothing."""
+    what = f"{mountpoint} is not a running vzcloud mount"
+    if _is_dead_vzcloud_mount(mountpoint):
+        return CliError(f"{what}: its process stopped and left a dead mount; mount it again "
+                        f"('vzcloud mount {mountpoint}' clears it) or clear it with "
+                        f"'fusermount3 -u {mountpoint}'", EXIT_NOT_FOUND)
+    if mount_type(mountpoint) == "fuse.vzcloud":
+        return CliError(f"{what} of this user (it was mounted by another user, or with "
+                        "another XDG_RUNTIME_DIR)", EXIT_NOT_FOUND)
+    return CliError(f"{what}; see 'vzcloud status' for the mounts there are", EXIT_NOT_FOUND)
+
+
+def mount_records() -> list[dict[str, Any]]:
+    """The records of every live mount of this runtime directory, by mountpoint."""
+    records = []
+    for path in sorted((runtime_dir() / "mounts").glob("*.json")):
+        info = _live_record(path, None)
+        if info is not None:
+            records.append(info)
+    return sorted(records, key=lambda info: str(info["mountpoint"]))
+
+
+def _live_record(path: Path, mountpoint: str | None) -> dict[str, Any] | None:
     try:
-        info = json.loads(pid_file(mountpoint).read_text())
+        info = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(info, dict) or info.get("mountpoint") != str(mountpoint):
+    if not isinstance(info, dict) or not isinstance(info.get("mountpoint"), str):
+        return None
+    if mountpoint is not None and info["mountpoint"] != mountpoint:
         return None
     if not _alive(int(info.get("pid", 0))):
         return None
@@ -201,19 +247,71 @@ def _mountpoint(path: Path) -> Path:
         raise CliError(f"mountpoint {mp} does not exist; create it with 'mkdir -p {mp}'",
                        EXIT_NOT_FOUND) from None
     except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
-            raise CliError(f"{mp} is a dead mount (transport endpoint is not connected); "
-                           f"clear it with 'fusermount3 -u {mp}'") from None
-        raise CliError(f"cannot use {mp}: {exc.strerror}") from None
+        if exc.errno != errno.ENOTCONN:
+            raise CliError(f"cannot use {mp}: {exc.strerror}") from None
+        st = _clear_dead_mount(mp)
     import stat as stat_mod
 
     if not stat_mod.S_ISDIR(st.st_mode):
         raise CliError(f"mountpoint {mp} is not a directory")
     if os.path.ismount(mp):
-        raise CliError(f"{mp} is already mounted; unmount it first ('vzcloud umount {mp}')")
+        # The kernel may answer stat from its cache even when the mount is dead.
+        if not _is_dead_vzcloud_mount(mp):
+            raise CliError(f"{mp} is already mounted; unmount it first ('vzcloud umount "
+                           f"{mp}')")
+        st = _clear_dead_mount(mp)
     if any(mp.iterdir()):
         raise CliError(f"mountpoint {mp} is not empty; use an empty directory")
     return mp
+
+
+def mount_type(mountpoint: Path) -> str | None:
+    """The filesystem type mounted at ``mountpoint`` (``fuse.vzcloud`` for ours), from
+    /proc/self/mountinfo; None if nothing is mounted there."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        fields = line.split(" ")
+        # mountinfo escapes space, tab, newline and backslash as octal (\040 ...).
+        where = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
+        if where == str(mountpoint) and "-" in fields:
+            found = fields[fields.index("-") + 1]  # the last mount there is on top
+    return found
+
+
+def _is_dead_vzcloud_mount(mp: Path) -> bool:
+    """A vzcloud mount at ``mp`` whose process is gone: reading it fails with ENOTCONN.
+    (Only looked into when no live mount process has recorded it, so a hung mount of
+    ours is never touched.)"""
+    if mount_type(mp) != "fuse.vzcloud" or read_record(mp) is not None:
+        return False
+    try:
+        os.listdir(mp)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def _clear_dead_mount(mp: Path) -> os.stat_result:
+    """``mp`` is a dead FUSE mount (ENOTCONN: its process is gone). If it was a vzcloud
+    mount whose process no longer runs, detach it (as ``fusermount3 -u -z`` would; what
+    it had queued is in its cache directory, and the new mount uploads it) and return
+    the directory's stat; otherwise fail with a hint."""
+    hint = f"clear it with 'fusermount3 -u {mp}'"
+    if not _is_dead_vzcloud_mount(mp):
+        raise CliError(f"{mp} is a dead mount (transport endpoint is not connected); {hint}")
+    done = subprocess.run(["fusermount3", "-u", "-z", str(mp)], capture_output=True, text=True)
+    try:
+        st = mp.stat()
+    except OSError:
+        raise CliError(f"{mp} is a dead mount that could not be cleared "
+                       f"({' '.join(done.stderr.split()) or 'fusermount3 failed'}); "
+                       f"{hint}") from None
+    sys.stderr.write(f"vzcloud: cleared the dead mount at {mp} (its process had stopped)\n")
+    return st
 
 
 def _check_fuse() -> None:
@@ -256,8 +354,16 @@ def _daemonize(args: argparse.Namespace, mountpoint: Path, cache_dir: Path,
         child = subprocess.Popen(argv, stdin=devnull, stdout=log, stderr=log,
                                  pass_fds=(write_end,), start_new_session=True)
     os.close(write_end)
+    show_loading = LoadDisplay()
+    said = b""
     with os.fdopen(read_end, "rb") as pipe:
-        said = pipe.read(len(READY))
+        # Until "ready" or EOF (the child failed): "loading DONE TOTAL" lines meanwhile.
+        for said in pipe:
+            if said == READY:
+                break
+            words = said.split()
+            if len(words) == 3 and words[0] == b"loading":
+                show_loading(int(words[1]), int(words[2]))
     if said == READY:
         sys.stderr.write(f"vzcloud: mounted at {mountpoint} (pid {child.pid}, log {log_path}); "
                          f"unmount with 'vzcloud umount {mountpoint}'\n")
@@ -266,6 +372,33 @@ def _daemonize(args: argparse.Namespace, mountpoint: Path, cache_dir: Path,
     last = _last_error(log_path)
     raise CliError(last or f"the mount process exited with code {code}; see {log_path}",
                    code or EXIT_FAILED)
+
+
+class LoadDisplay:
+    """Shows a first mount loading the whole account (``MountConfig.load_progress``): one
+    line when it starts, then, for a large account, a progress bar on a terminal or
+    plain lines elsewhere, and the state for systemd (``STATUS=``)."""
+
+    def __init__(self) -> None:
+        self.progress: TransferProgress | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < 0:
+            sys.stderr.write("vzcloud: first mount of this cache: loading the list of all "
+                             "files...\n")
+            sys.stderr.flush()
+            notify(STATUS="loading the list of all files")
+            return
+        notify(STATUS=f"loading the list of all files: {done} of {total}")
+        if total < LOAD_PROGRESS_MIN:
+            return  # over in a moment: a bar would only flicker
+        if self.progress is None:
+            self.progress = TransferProgress("loading the file list", total,
+                                             amount=count_of("file"))
+        if done >= total:
+            self.progress.finish()
+        else:
+            self.progress(done, total)
 
 
 def _last_error(log_path: Path) -> str | None:
@@ -312,20 +445,31 @@ def _mount_here(args: argparse.Namespace, mountpoint: Path, cache_dir: Path,
                       ("VZCLOUD_CHUNK_SIZE", "chunk_size")):
         if os.environ.get(env):
             setattr(cloud, attr, parse_size(os.environ[env]))
+    record = pid_file(mountpoint)
+
+    def tell_parent_loading(done: int, total: int) -> None:
+        try:
+            os.write(args.ready_fd, f"loading {done} {total}\n".encode())
+        except OSError:
+            pass  # the parent is gone: nobody to tell
+
     config = MountConfig(
         mountpoint=mountpoint, cache_dir=cache_dir, cache_size=args.cache_size,
         poll_interval=args.poll_interval, allow_other=args.allow_other,
         options=MountOptions(uid=args.uid, gid=args.gid, umask=args.umask,
                              read_only=args.read_only),
+        control_socket=control_socket(mountpoint),
+        load_progress=tell_parent_loading if args.ready_fd is not None else LoadDisplay(),
     )
-    record = pid_file(mountpoint)
 
     def ready() -> None:
         record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         profiles.write_private(record, json.dumps({
             "pid": os.getpid(), "mountpoint": str(mountpoint), "cache_dir": str(cache_dir),
-            "profile": profile_name,
+            "profile": profile_name, "server": cloud.base_url,
         }).encode())
+        notify(READY=1, STATUS=f"mounted {cloud.base_url} (profile {profile_name}) at "
+               f"{mountpoint}")
         sys.stderr.write(f"vzcloud: mounted {cloud.base_url} (profile {profile_name}) at "
                          f"{mountpoint}, cache {cache_dir}; unmount with 'vzcloud umount "
                          f"{mountpoint}' or Ctrl-C\n")
@@ -366,7 +510,7 @@ def _mount_here(args: argparse.Namespace, mountpoint: Path, cache_dir: Path,
 
 def run_umount(args: argparse.Namespace) -> int:
     mountpoint = Path(os.path.abspath(args.mountpoint.expanduser()))
-    info = _read_pid_file(mountpoint)
+    info = read_record(mountpoint)
     mounted = _is_mounted(mountpoint)
     if not mounted and info is None:
         raise CliError(f"{mountpoint} is not mounted", EXIT_NOT_FOUND)
@@ -415,25 +559,54 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 
 
 def _wait_for_uploads(pid: int, mountpoint: Path, cache_dir: Path) -> int:
-    """Wait for the mount process to drain its queue and exit, showing progress."""
+    """Wait for the mount process to drain its queue and exit, showing what is left: a
+    line when waiting starts, then the bytes uploaded as a bar on a terminal or plain
+    lines elsewhere (asked over the control channel; without it, the count of uploads
+    left, read from the cache directory)."""
+    progress: TransferProgress | None = None
     shown: int | None = None
     last_shown = 0.0
     try:
         while _alive(pid):
-            left = queued_uploads(cache_dir)
-            if left and (left != shown or time.monotonic() - last_shown > 10):
+            left, left_bytes = _queue_left(control_socket(mountpoint), cache_dir)
+            if left and left_bytes is not None:
+                if progress is None:
+                    sys.stderr.write(f"vzcloud: waiting for {left} queued upload(s) "
+                                     f"({human_size(left_bytes)})...\n")
+                    progress = TransferProgress("uploading queued files", left_bytes)
+                total = max(progress.total, left_bytes)
+                progress(total - left_bytes, total)
+            elif left and (left != shown or time.monotonic() - last_shown > 10):
                 sys.stderr.write(f"vzcloud: waiting for {left} queued upload(s)...\n")
-                sys.stderr.flush()
                 shown, last_shown = left, time.monotonic()
-            time.sleep(0.1)
+            sys.stderr.flush()
+            time.sleep(0.2)
     except KeyboardInterrupt:
+        if progress is not None:
+            progress.close()
         sys.stderr.write(f"vzcloud: stopped waiting; the mount process (pid {pid}) goes on "
                          "uploading in the background\n")
         return 130
     left = queued_uploads(cache_dir) or 0
+    if progress is not None and not left:
+        progress.finish()
+    elif progress is not None:
+        progress.close()
     if left:
         sys.stderr.write(f"vzcloud: unmounted {mountpoint}; {left} upload(s) stay queued for "
                          "the next mount\n")
         return EXIT_FAILED
     sys.stderr.write(f"vzcloud: unmounted {mountpoint}; all uploads finished\n")
     return EXIT_OK
+
+
+def _queue_left(socket_path: Path, cache_dir: Path) -> tuple[int, int | None]:
+    """Uploads still queued and their bytes, from the mount itself; when its control
+    channel does not answer, the count from its cache directory and None."""
+    from vzcloud.fs.control import ControlError, request
+
+    try:
+        uploads = request(socket_path, "status", timeout=2)["status"]["uploads"]
+        return int(uploads["queued"]), int(uploads["queued_bytes"])
+    except (ControlError, KeyError, TypeError, ValueError):
+        return queued_uploads(cache_dir) or 0, None

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from vzcloud import profiles
 from vzcloud.cli import EXIT_FAILED, EXIT_OK, CliError, add_command
+from vzcloud.cli._systemd import notify
 from vzcloud.logging_setup import LEVELS
 
 if TYPE_CHECKING:
@@ -237,6 +238,7 @@ def _serve(args: argparse.Namespace, data_dir: Path, host: str, port: int,
         _ensure_profile(server.cloud, args.profile, url)
         sys.stderr.write(f"vzcloud: serving {url} (data {data_dir}, profile {args.profile})\n")
         sys.stderr.flush()
+        notify(READY=1, STATUS=f"serving {url}")  # systemd Type=notify (vzcloud-serve.service)
         while not stop.wait(0.5):
             if not server.thread.is_alive():
                 raise CliError("the server stopped unexpectedly; see the log above")

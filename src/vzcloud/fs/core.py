@@ -19,6 +19,10 @@ read-ahead: several blocks fetched in parallel, in the mount's nursery).
 Namespace changes call the cloud first and change the local tree only once it agreed;
 each such change is counted (``meta.note_local_change``) so a fullview fetched meanwhile
 is not applied over it (``fs.sync``).
+
+Special entries (``.favorites``, ``.trash``: inode numbers from ``SPECIAL_INO_BASE``, and
+the reserved names at the root) and extended attributes are delegated to ``fs.special``
+and ``fs.xattrs`` (``self.special``, ``self.xattrs``, set by the mount).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import stat
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -38,9 +42,13 @@ from vzcloud.api import paths as P
 from vzcloud.api.errors import CloudError, ConflictError, NotFoundError
 from vzcloud.fs.blocks import BlockCache
 from vzcloud.fs.errno_map import FsError
-from vzcloud.fs.metadata import ROOT_INODE, Inode, MetadataStore
+from vzcloud.fs.metadata import ROOT_INODE, SPECIAL_INO_BASE, Inode, MetadataStore
 from vzcloud.fs.remote import Remote
 from vzcloud.fs.staging import StagingArea
+
+if TYPE_CHECKING:
+    from vzcloud.fs.special import SpecialDirs
+    from vzcloud.fs.xattrs import Xattrs
 
 log = logging.getLogger("vzcloud.fs")
 
@@ -51,6 +59,7 @@ MAX_FILE_SIZE = 1 << 40
 STATFS_TTL = 30.0
 BUSY_WINDOW = 0.2  # seconds after a request the filesystem counts as busy (uploads yield)
 WRITE_BACK_DELAY = 1.0  # seconds a flushed file still open for writing waits for upload
+UPLOAD_HOLD = 60.0  # at most, seconds a file's upload waits while its path changes
 # rename(2) flags (Linux values; pyfuse3 passes them through).
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -82,7 +91,9 @@ class Notifier:
     one. The methods may block: the syncer calls them in a worker thread, never inside a
     handler (a kernel invalidation can wait for a request the trio thread must answer)."""
 
-    def entry_removed(self, parent: int, name: str) -> None: ...
+    def entry_removed(self, parent: int, name: str, ino: int = 0) -> None:
+        """``name`` left ``parent``; ``ino``: the inode that is gone (0: the name lives on
+        with another inode)."""
 
     def inode_changed(self, ino: int) -> None: ...
 
@@ -114,6 +125,8 @@ class FilesystemCore:
         self.last_request = -1e9  # trio.current_time() of the last request (``busy``)
         self.nursery: trio.Nursery | None = None  # set by the mount: read-ahead tasks
         self.uploader: Any = None  # set by the mount (fs.uploads.Uploader)
+        self.special: SpecialDirs | None = None  # set by the mount
+        self.xattrs: Xattrs | None = None  # set by the mount
 
     # Helpers ---------------------------------------------------------------------------
 
@@ -146,6 +159,11 @@ class FilesystemCore:
         if self.options.read_only:
             raise FsError(errno.EROFS, "mounted read-only")
 
+    def _not_special(self, parent: int, name: str, creating: bool = False) -> None:
+        """The special directories' errno if ``name`` in ``parent`` is one or in one."""
+        if self.special is not None:
+            self.special.check_change(parent, name, creating)
+
     def _directory(self, ino: int) -> Inode:
         inode = self.inode(ino)
         if not inode.is_dir:
@@ -153,6 +171,8 @@ class FilesystemCore:
         return inode
 
     def mode_of(self, inode: Inode) -> int:
+        if self.special is not None and self.special.owns(inode.ino):
+            return self.special.mode_of(inode)
         if inode.is_dir:
             return stat.S_IFDIR | (0o777 & ~self.options.umask)
         return stat.S_IFREG | (0o666 & ~self.options.umask)
@@ -203,6 +223,8 @@ class FilesystemCore:
     # Attributes and lookups -------------------------------------------------------------
 
     def lookup(self, parent: int, name: str) -> Inode:
+        if self.special is not None and self.special.covers(parent, name):
+            return self.special.lookup(parent, name)
         if name == ".":
             return self.inode(parent)
         if name == "..":
@@ -213,8 +235,24 @@ class FilesystemCore:
             raise FsError(errno.ENOENT)
         return inode
 
+    async def lookup_entry(self, parent: int, name: str) -> Inode:
+        """``lookup`` for the kernel: in a special directory, what it needs is loaded
+        first (a ``.trash`` listing may come from the cloud)."""
+        if self.special is not None and self.special.owns(parent):
+            await self.special.load(parent)
+        return self.lookup(parent, name)
+
     def getattr(self, ino: int) -> Inode:
+        if ino >= SPECIAL_INO_BASE and self.special is not None:
+            return self.special.getattr(ino)
         return self.inode(ino)
+
+    async def opendir(self, ino: int) -> None:
+        """ENOTDIR unless ``ino`` is a directory; a special one loads its listing."""
+        if not self.getattr(ino).is_dir:
+            raise FsError(errno.ENOTDIR)
+        if self.special is not None and self.special.owns(ino):
+            await self.special.load(ino)
 
     async def setattr(
         self, ino: int, *, size: int | None = None, mtime_ns: int | None = None,
@@ -222,6 +260,8 @@ class FilesystemCore:
     ) -> Inode:
         """Truncate and/or set mtime. Mode and owner come from mount options (accepted,
         not stored: the cloud has no such notion)."""
+        if self.special is not None and self.special.owns(ino):
+            raise self.special.refusal(ino)
         inode = self.inode(ino)
         if size is not None:
             self._writable()
@@ -251,13 +291,26 @@ class FilesystemCore:
 
     def readdir(self, ino: int, after: int, limit: int = 256) -> list[Inode]:
         """Up to ``limit`` children after inode number ``after``; the adapter uses each
-        ino as next_id."""
+        ino as next_id. The root ends with the special directories (the highest
+        numbers) and hides real entries with their names."""
+        if self.special is not None and self.special.owns(ino):
+            return self.special.readdir(ino, after, limit)
         self._directory(ino)
-        return self.meta.children(ino, after, limit)
+        if ino != ROOT_INODE or self.special is None:
+            return self.meta.children(ino, after, limit)
+        special = self.special
+        page = self.meta.children(ino, after, limit)
+        real = [c for c in page if not special.reserved(ino, c.name or "")]
+        if limit < 0 or len(page) < limit:  # the real entries are all listed
+            real += special.root_entries(after, -1 if limit < 0 else limit - len(real))
+        return real
 
     # Opening, reading ------------------------------------------------------------------
 
     async def open(self, ino: int, flags: int) -> Handle:
+        if self.special is not None and self.special.owns(ino):
+            raise FsError(errno.EISDIR if self.special.getattr(ino).is_dir else errno.EACCES,
+                          "trashed content cannot be read; restore it first")
         inode = self.inode(ino)
         if inode.is_dir:
             raise FsError(errno.EISDIR)
@@ -603,6 +656,7 @@ class FilesystemCore:
 
     async def create(self, parent: int, name: str, flags: int) -> tuple[Handle, Inode]:
         self._writable()
+        self._not_special(parent, name, creating=True)
         self._check_name(name)
         self._directory(parent)
         if parent == ROOT_INODE:
@@ -633,6 +687,7 @@ class FilesystemCore:
 
     async def mkdir(self, parent: int, name: str) -> Inode:
         self._writable()
+        self._not_special(parent, name, creating=True)
         self._check_name(name)
         self._directory(parent)
         if self.meta.lookup(parent, name) is not None:
@@ -651,6 +706,7 @@ class FilesystemCore:
 
     async def rmdir(self, parent: int, name: str) -> None:
         self._writable()
+        self._not_special(parent, name)
         inode = self.lookup(parent, name)
         if not inode.is_dir:
             raise FsError(errno.ENOTDIR)
@@ -681,17 +737,25 @@ class FilesystemCore:
 
     async def unlink(self, parent: int, name: str) -> None:
         self._writable()
+        if self.special is not None and self.special.owns(parent):
+            return await self.special.unlink(parent, name)  # .favorites: unfavorite
+        self._not_special(parent, name)
         inode = self.lookup(parent, name)
         if inode.is_dir:
             raise FsError(errno.EISDIR)
         await self._keep_content_if_open(inode)
-        if inode.remote:
-            try:
-                await self.remote.delete(self.cloud_path(inode.ino))
-            except NotFoundError:
-                pass
-        self.meta.note_local_change()
-        await self._detach(inode)
+        try:
+            await self._hold_upload(inode.ino)
+            # Re-read: an upload may have landed during the awaits above.
+            if self.inode(inode.ino).remote:
+                try:
+                    await self.remote.delete(self.cloud_path(inode.ino))
+                except NotFoundError:
+                    pass
+            self.meta.note_local_change()
+            await self._detach(inode)
+        finally:
+            self._release_upload(inode.ino)
 
     async def _keep_content_if_open(self, inode: Inode) -> None:
         """An open file about to leave the cloud keeps its content in staging, so its
@@ -710,6 +774,10 @@ class FilesystemCore:
         self, parent_old: int, name_old: str, parent_new: int, name_new: str, flags: int
     ) -> None:
         self._writable()
+        if self.special is not None and (self.special.covers(parent_old, name_old)
+                                         or self.special.covers(parent_new, name_new)):
+            return await self.special.rename(parent_old, name_old, parent_new, name_new,
+                                             flags)  # out of .trash: restore
         self._check_name(name_new)
         if flags & ~RENAME_NOREPLACE:
             raise FsError(errno.EINVAL, "only RENAME_NOREPLACE is supported")
@@ -740,29 +808,88 @@ class FilesystemCore:
             if target.is_dir and self.meta.has_children(target.ino):
                 raise FsError(errno.ENOTEMPTY)
             await self._keep_content_if_open(target)
-        src_path = self.cloud_path(inode.ino)
-        dst_path = P.join([*P.split_path(self.cloud_path(parent_new)), name_new])
-        if target is not None and target.is_dir:
-            await self._remove_remote_dir(target)
-        if inode.remote:
-            if parent_old == parent_new == ROOT_INODE:
-                await self.remote.rename_virtualfolder(name_old, name_new)
-            else:
-                await self._ensure_remote_dir(parent_new)
-                # safe=false: the cloud replaces an existing file (it goes to the trash).
-                await self.remote.move(src_path, dst_path)
-        elif target is not None and target.remote and not target.is_dir:
-            # Our file exists only locally (queued): the replaced cloud file must go.
-            try:
-                await self.remote.delete(dst_path)
-            except NotFoundError:
-                pass
-        # Re-read: the awaits above let other requests run.
-        target = self.meta.lookup(parent_new, name_new)
-        if target is not None and target.ino != inode.ino:
-            await self._detach(target)
-        self.meta.move(inode.ino, parent_new, name_new)
-        self.meta.note_local_change()
+        held = [i.ino for i in (inode, target) if i is not None and not i.is_dir]
+        try:
+            for ino in held:
+                await self._hold_upload(ino)
+            if target is not None:
+                target = self.meta.get(target.ino)  # re-read after the awaits
+            src_path = self.cloud_path(inode.ino)
+            dst_path = P.join([*P.split_path(self.cloud_path(parent_new)), name_new])
+            if target is not None and target.is_dir:
+                await self._remove_remote_dir(target)
+            # Re-read: an upload may have landed during the awaits above (remote is now 1).
+            if self.inode(inode.ino).remote:
+                if parent_old == parent_new == ROOT_INODE:
+                    await self.remote.rename_virtualfolder(name_old, name_new)
+                else:
+                    await self._ensure_remote_dir(parent_new)
+                    # safe=false: the cloud replaces an existing file (it goes to the trash).
+                    await self.remote.move(src_path, dst_path)
+            elif target is not None and target.remote and not target.is_dir:
+                # Our file exists only locally (queued): the replaced cloud file must go.
+                try:
+                    await self.remote.delete(dst_path)
+                except NotFoundError:
+                    pass
+            # Re-read: the awaits above let other requests run.
+            target = self.meta.lookup(parent_new, name_new)
+            if target is not None and target.ino != inode.ino:
+                await self._detach(target)
+            self.meta.move(inode.ino, parent_new, name_new)
+            self.meta.note_local_change()
+        finally:
+            for ino in held:
+                self._release_upload(ino)
+
+    async def _hold_upload(self, ino: int) -> None:
+        """Before the cloud path of file ``ino`` changes (renamed, replaced by a rename,
+        unlinked): an upload of it must not land at the old path afterwards (it would
+        bring the file back there, or land over the newcomer). So its queued upload is
+        held back, and one already in flight is waited for; ``_release_upload`` ends
+        the hold (a detached file has no job left to release)."""
+        if self.meta.has_upload_job(ino):
+            self.meta.enqueue_upload(ino, UPLOAD_HOLD)
+        if self.uploader is not None:
+            await self.uploader.settle(ino)
+
+    def _release_upload(self, ino: int) -> None:
+        if self.meta.has_upload_job(ino):
+            self.meta.retry_now(ino)
+            if self.uploader is not None:
+                self.uploader.wake()
+
+    # Symlinks (.favorites only) and extended attributes: see fs.special, fs.xattrs -------
+
+    async def symlink(self, parent: int, name: str, target: str) -> Inode:
+        self._writable()
+        if self.special is None or not self.special.owns(parent):
+            self._not_special(parent, name, creating=True)
+            raise FsError(errno.EPERM, "symlinks exist only in .favorites")
+        return await self.special.symlink(parent, name, target)
+
+    def readlink(self, ino: int) -> str:
+        if self.special is None:
+            raise FsError(errno.EINVAL)
+        return self.special.readlink(ino)
+
+    async def getxattr(self, ino: int, name: bytes) -> bytes:
+        if self.xattrs is None:
+            raise FsError(errno.ENODATA)
+        return await self.xattrs.get(ino, name)
+
+    async def listxattr(self, ino: int) -> list[bytes]:
+        return [] if self.xattrs is None else await self.xattrs.names(ino)
+
+    async def setxattr(self, ino: int, name: bytes, value: bytes) -> None:
+        if self.xattrs is None:
+            raise FsError(errno.ENOTSUP)
+        await self.xattrs.set(ino, name, value)
+
+    async def removexattr(self, ino: int, name: bytes) -> None:
+        if self.xattrs is None:
+            raise FsError(errno.ENODATA)
+        await self.xattrs.remove(ino, name)
 
     async def statfs(self) -> tuple[int, int]:
         """(quota, used) bytes, cached for STATFS_TTL seconds; the last known values

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT_INODE = 1
+# Inode numbers from here up name the special entries (``.favorites``, ``.trash``: see
+# ``fs.special``), kept in memory; the table's AUTOINCREMENT never gets this far.
+SPECIAL_INO_BASE = 1 << 40
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -60,6 +63,8 @@ CREATE TABLE IF NOT EXISTS inodes (
 CREATE UNIQUE INDEX IF NOT EXISTS inodes_entry ON inodes(parent, name) WHERE parent IS NOT NULL;
 -- readdir pages through a directory by inode number (its next_id).
 CREATE INDEX IF NOT EXISTS inodes_children ON inodes(parent, ino);
+-- .favorites lists the favorites without scanning the table.
+CREATE INDEX IF NOT EXISTS inodes_favorites ON inodes(ino) WHERE favorite = 1;
 
 -- Persistent upload queue: one job per inode whose staged content must reach the cloud.
 CREATE TABLE IF NOT EXISTS upload_jobs (
@@ -291,6 +296,11 @@ class MetadataStore:
             )
         ]
 
+    def favorites(self) -> list[Inode]:
+        """Inodes marked favorite that have an entry, by inode number."""
+        return [Inode.from_row(row) for row in self.db.execute(
+            "SELECT * FROM inodes WHERE favorite = 1 AND parent IS NOT NULL ORDER BY ino")]
+
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM inodes").fetchone()[0])
 
@@ -320,6 +330,18 @@ class MetadataStore:
 
     def upload_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM upload_jobs").fetchone()[0])
+
+    def upload_queue(self, limit: int) -> tuple[int, int, int, list[sqlite3.Row]]:
+        """The queue at a glance (``vzcloud status``): how many jobs, their files' total
+        size in bytes, how many have failed at least once, and the ``limit`` oldest jobs
+        (``upload_jobs`` columns plus the inode's ``size``)."""
+        count, total, failing = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(i.size), 0), COALESCE(SUM(j.attempts > 0), 0)"
+            " FROM upload_jobs j LEFT JOIN inodes i USING (ino)").fetchone()
+        rows = self.db.execute(
+            "SELECT j.*, COALESCE(i.size, 0) AS size FROM upload_jobs j"
+            " LEFT JOIN inodes i USING (ino) ORDER BY j.queued_at LIMIT ?", (limit,)).fetchall()
+        return int(count), int(total), int(failing), rows
 
     def next_upload_due(self) -> float | None:
         """The earliest ``next_try`` of the queue (None when empty)."""

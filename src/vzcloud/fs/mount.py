@@ -1,8 +1,8 @@
 """Running a mount: build the pieces, mount with pyfuse3, run background tasks, unmount.
 
 ``run_mount`` owns one trio nursery holding every background task (uploader, signal
-watcher, read-ahead) and, inside it, the FUSE session with the fullview poller around
-``pyfuse3.main()``. The uploader lives in the outer nursery, so an upload in flight when
+watcher, read-ahead, the control channel of ``fs.control``) and, inside it, the FUSE
+session with the fullview poller around ``pyfuse3.main()``. The uploader lives in the outer nursery, so an upload in flight when
 the filesystem is unmounted is not interrupted: after the FUSE loop ends, queued uploads
 are drained (with progress in the log) before ``run_mount`` returns.
 
@@ -10,7 +10,8 @@ Stopping: ``fusermount3 -u`` (what ``vzcloud umount`` runs) ends the FUSE loop; 
 SIGTERM and SIGINT (the filesystem is then unmounted lazily). Either way the queue is
 drained next. A second SIGTERM/SIGINT during the drain, or SIGUSR1 at any time (``vzcloud
 umount --force``), stops without draining: the queue stays in the cache directory and the
-next mount finishes it, as it does after a crash. SIGHUP makes the poller sync at once.
+next mount finishes it, as it does after a crash. SIGHUP (like ``vzcloud refresh``)
+makes the poller sync at once.
 
 Startup (``prepare``): the cache directory belongs to one account (a different one with
 nothing queued resets it; with uploads queued it is refused). The first mount loads the
@@ -30,14 +31,17 @@ from pathlib import Path
 import pyfuse3
 import trio
 
+from vzcloud.fs import control
 from vzcloud.fs.blocks import BlockCache
 from vzcloud.fs.core import FilesystemCore, MountOptions, Notifier
 from vzcloud.fs.metadata import MetadataStore
 from vzcloud.fs.operations import KernelNotifier, Operations
 from vzcloud.fs.remote import Remote
+from vzcloud.fs.special import CloudMarks, SpecialDirs
 from vzcloud.fs.staging import StagingArea
 from vzcloud.fs.sync import Syncer
 from vzcloud.fs.uploads import Uploader
+from vzcloud.fs.xattrs import Xattrs
 
 log = logging.getLogger("vzcloud.fs.mount")
 
@@ -58,6 +62,11 @@ class MountConfig:
     options: MountOptions = field(default_factory=MountOptions)
     upload_parallel: int = 4
     fsname: str = "vzcloud"
+    # The control channel's socket (``fs.control``); None: no channel.
+    control_socket: Path | None = None
+    # Told (0, -1) when the first mount starts loading the whole account, then (files
+    # applied, files in the account) while it is applied.
+    load_progress: Callable[[int, int], None] | None = None
 
 
 @dataclass
@@ -68,7 +77,6 @@ class MountParts:
     core: FilesystemCore
     uploader: Uploader
     syncer: Syncer
-    sync_now: trio.Event = field(default_factory=trio.Event)
 
     def close(self) -> None:
         self.staging.close_all()
@@ -92,6 +100,11 @@ def build(config: MountConfig, remote: Remote, notifier: Notifier | None = None)
     core.uploader = uploader
     _recover(meta, staging)
     syncer = Syncer(meta, remote, notifier or Notifier(), on_detached=core.maybe_drop)
+    marks = CloudMarks(core)
+    core.special = SpecialDirs(core, marks, config.mountpoint)
+    core.special.syncer = syncer
+    uploader.on_remote_change = syncer.request_sync
+    core.xattrs = Xattrs(core, marks, core.special)
     return MountParts(meta, blocks, staging, core, uploader, syncer)
 
 
@@ -114,9 +127,11 @@ def _recover(meta: MetadataStore, staging: StagingArea) -> None:
             staging.remove(ino)
 
 
-async def prepare(parts: MountParts) -> None:
+async def prepare(parts: MountParts,
+                  load_progress: Callable[[int, int], None] | None = None) -> None:
     """Check the cache belongs to this account, then load the tree (see the module
-    docstring). Raises MountError or the cloud's error."""
+    docstring), telling ``load_progress`` (see MountConfig) when it is the whole account.
+    Raises MountError or the cloud's error."""
     meta = parts.meta
     try:
         account = await parts.core.remote.account()
@@ -135,12 +150,22 @@ async def prepare(parts: MountParts) -> None:
         log.warning("cache directory was for another account: starting afresh")
         meta.reset()
     meta.set_state("account", account.id)
+    whole = meta.get_state("etag") is None
+    if whole:
+        log.info("loading the list of all files (first mount of this cache)")
+        if load_progress is not None:
+            load_progress(0, -1)
+            parts.syncer.progress = load_progress
     try:
         await parts.syncer.sync_once()
     except Exception as exc:
         if meta.get_state("etag") is None:
             raise
         log.warning("fullview failed at mount time (%s); using the cached tree", exc)
+    finally:
+        parts.syncer.progress = None
+    if whole:
+        log.info("loaded %d files and folders", meta.count() - 1)
 
 
 def fuse_options(config: MountConfig) -> set[str]:
@@ -154,15 +179,16 @@ def fuse_options(config: MountConfig) -> set[str]:
 
 
 async def poll_changes(parts: MountParts, interval: float) -> None:
-    """Apply fullview deltas every ``interval`` seconds, or at once when ``sync_now`` is
-    set (SIGHUP). Errors are logged, not fatal; when the cloud answers again after
-    failures, queued uploads are retried at once instead of at their backoff time."""
+    """Apply fullview deltas every ``interval`` seconds, or at once when a sync is
+    requested (``Syncer.request_sync``: SIGHUP, ``vzcloud refresh``). Errors are logged,
+    not fatal; when the cloud answers again after failures, queued uploads are retried
+    at once instead of at their backoff time."""
     failing = False
     delay = interval
     while True:
         with trio.move_on_after(delay):
-            await parts.sync_now.wait()
-        parts.sync_now = trio.Event()
+            await parts.syncer.sync_requested.wait()
+        parts.syncer.sync_requested = trio.Event()
         try:
             changes = await parts.syncer.sync_once()
         except Exception as exc:
@@ -184,6 +210,7 @@ class _Stop:
     requested: bool = False
     force: bool = False
     mounted: bool = False
+    phase: str = "starting"  # then "mounted", then "draining" (what status shows)
     startup_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     drain_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
@@ -193,7 +220,7 @@ async def _watch_signals(parts: MountParts, stop: _Stop) -> None:
     with trio.open_signal_receiver(*sigs) as signals:
         async for signum in signals:
             if signum == signal.SIGHUP:
-                parts.sync_now.set()
+                parts.syncer.request_sync()
                 continue
             if signum == signal.SIGUSR1 or stop.requested:
                 log.info("stopping without waiting for queued uploads")
@@ -215,21 +242,26 @@ async def run_mount(
     uploads are left queued (0 after a full drain)."""
     parts = build(config, remote, KernelNotifier())
     stop = _Stop()
+    recent = control.RecentErrors().install()
     try:
         try:
-            return await _run(parts, config, stop, ready)
+            return await _run(parts, config, stop, ready, recent)
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
     finally:
+        recent.remove()
         parts.close()
 
 
 async def _run(parts: MountParts, config: MountConfig, stop: _Stop,
-               ready: Callable[[], None] | None) -> int:
+               ready: Callable[[], None] | None, recent: control.RecentErrors) -> int:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, parts, stop)
+        if config.control_socket is not None:
+            status = control.MountStatus(parts, config, lambda: stop.phase, recent)
+            await nursery.start(control.serve, status, config.control_socket)
         with stop.startup_scope:
-            await prepare(parts)
+            await prepare(parts, config.load_progress)
         if stop.requested:  # signalled while starting: never mounted
             nursery.cancel_scope.cancel()
             return parts.uploader.pending()
@@ -237,6 +269,7 @@ async def _run(parts: MountParts, config: MountConfig, stop: _Stop,
         parts.core.nursery = nursery
         pyfuse3.init(Operations(parts.core), str(config.mountpoint), fuse_options(config))
         stop.mounted = True
+        stop.phase = "mounted"
         try:
             async with trio.open_nursery() as fuse_tasks:
                 fuse_tasks.start_soon(poll_changes, parts, config.poll_interval)
@@ -252,6 +285,7 @@ async def _run(parts: MountParts, config: MountConfig, stop: _Stop,
             # fusermount3 -u already did.
             pyfuse3.close(unmount=True)
         log.info("unmounted %s", config.mountpoint)
+        stop.phase = "draining"
         if not stop.force:
             with stop.drain_scope:
                 await _drain(parts)
@@ -280,6 +314,9 @@ async def _drain(parts: MountParts) -> None:
     def progress(left: int) -> None:
         log.info("waiting for %d queued upload(s) to finish", left)
 
+    # Someone waits for the queue now (umount, systemctl stop): jobs sitting out the
+    # backoff of earlier failures try again at once.
+    parts.meta.retry_all_now()
     await parts.uploader.drain(progress)
     log.info("all uploads finished")
 

@@ -21,7 +21,7 @@ import trio
 from vzcloud.api.errors import CloudError
 from vzcloud.fs.core import FilesystemCore, Notifier
 from vzcloud.fs.errno_map import to_errno
-from vzcloud.fs.metadata import Inode
+from vzcloud.fs.metadata import SPECIAL_INO_BASE, Inode
 
 log = logging.getLogger("vzcloud.fs.ops")
 
@@ -69,9 +69,19 @@ class KernelNotifier(Notifier):
     """Invalidate kernel caches. Called in a worker thread by the syncer, never inside a
     handler: these calls block until related requests in flight are answered."""
 
-    def entry_removed(self, parent: int, name: str) -> None:
+    def entry_removed(self, parent: int, name: str, ino: int = 0) -> None:
+        raw = name.encode("utf-8")
+        if ino:
+            # Naming the deleted inode also tells inotify watchers (IN_DELETE); the
+            # kernel refuses it when its entry is not that inode (or a directory still
+            # has entries cached): then a plain invalidation.
+            try:
+                pyfuse3.invalidate_entry(parent, raw, deleted=ino)
+                return
+            except Exception as exc:
+                log.debug("invalidate_entry(%d, %r, deleted=%d): %s", parent, name, ino, exc)
         try:
-            pyfuse3.invalidate_entry(parent, name.encode("utf-8"))
+            pyfuse3.invalidate_entry(parent, raw)
         except Exception as exc:  # the kernel may not know the entry: nothing to drop
             log.debug("invalidate_entry(%d, %r): %s", parent, name, exc)
 
@@ -96,8 +106,10 @@ class Operations(pyfuse3.Operations):
         a = pyfuse3.EntryAttributes()
         a.st_ino = inode.ino
         a.generation = 0
-        a.entry_timeout = o.entry_timeout
-        a.attr_timeout = o.attr_timeout
+        # Special entries (.favorites, .trash) follow the cloud: the kernel asks each time.
+        special = inode.ino >= SPECIAL_INO_BASE
+        a.entry_timeout = 0 if special else o.entry_timeout
+        a.attr_timeout = 0 if special else o.attr_timeout
         a.st_mode = self.core.mode_of(inode)
         a.st_nlink = 2 if inode.is_dir else 1
         a.st_uid = o.uid
@@ -113,7 +125,7 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:
-        inode = self.core.lookup(parent_inode, _name(name, errno.ENOENT))
+        inode = await self.core.lookup_entry(parent_inode, _name(name, errno.ENOENT))
         self.core.remember(inode.ino)
         return self._attrs(inode)
 
@@ -141,8 +153,7 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def opendir(self, inode: int, ctx: Any) -> int:
-        if not self.core.getattr(inode).is_dir:
-            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        await self.core.opendir(inode)
         return inode
 
     @_guard
@@ -218,8 +229,16 @@ class Operations(pyfuse3.Operations):
         raise pyfuse3.FUSEError(errno.EPERM)  # the cloud has no hard links
 
     @_guard
-    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EPERM)  # the cloud has no symbolic links
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: Any) -> pyfuse3.EntryAttributes:
+        # The cloud has no symbolic links: only .favorites holds them (fs.special).
+        inode = await self.core.symlink(parent_inode, _name(name), _name(target))
+        self.core.remember(inode.ino)
+        return self._attrs(inode)
+
+    @_guard
+    async def readlink(self, inode: int, ctx: Any) -> bytes:
+        return self.core.readlink(inode).encode("utf-8")
 
     @_guard
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any) -> Any:
@@ -238,8 +257,16 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
-        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        return await self.core.getxattr(inode, name)
 
     @_guard
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
-        return []
+        return await self.core.listxattr(inode)
+
+    @_guard
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        await self.core.setxattr(inode, name, value)
+
+    @_guard
+    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        await self.core.removexattr(inode, name)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Protocol
 
 from vzcloud.api import paths as P
+from vzcloud.api.endpoints import MAX_COUNT
 from vzcloud.api.errors import BadRequestError
-from vzcloud.api.models import Account, CloudFile, CloudFolder, FullviewResult
+from vzcloud.api.models import Account, CloudFile, CloudFolder, FolderListing, FullviewResult
 from vzcloud.sdk.async_cloud import AsyncCloud
 
 
@@ -48,6 +49,31 @@ class Remote(Protocol):
     async def move(self, src: str, target: str) -> CloudFile | CloudFolder: ...
 
     async def delete(self, path: str) -> None: ...
+
+    # The cloud's own features (favorites, tags, trash: ``fs.special``, ``fs.xattrs``).
+
+    async def item_metadata(self, path: str) -> CloudFile | CloudFolder:
+        """The file or folder at ``path`` itself (its uri, tags, favorite mark)."""
+        ...
+
+    async def set_favorite(self, uri: str, favorite: bool) -> None: ...
+
+    async def set_tags(self, uri: str, tags: str | None) -> None:
+        """Replace the item's tags (comma-separated); None or blank removes them."""
+        ...
+
+    async def favorites(self) -> FolderListing:
+        """Every favorite file and folder of every virtual folder."""
+        ...
+
+    async def trash(self, virtualfolder: str) -> FolderListing:
+        """Everything in one virtual folder's trash, contents of trashed folders included
+        (all pages), at their original paths."""
+        ...
+
+    async def restore(self, path: str) -> None:
+        """Put the trashed item whose original path is ``path`` back there."""
+        ...
 
 
 class CloudRemote:
@@ -97,3 +123,31 @@ class CloudRemote:
 
     async def delete(self, path: str) -> None:
         await self.cloud.delete(path)
+
+    async def item_metadata(self, path: str) -> CloudFile | CloudFolder:
+        return await self.cloud.file_metadata(path)
+
+    async def set_favorite(self, uri: str, favorite: bool) -> None:
+        if favorite:
+            await self.cloud.favorite(uri)
+        else:
+            await self.cloud.unfavorite(uri)
+
+    async def set_tags(self, uri: str, tags: str | None) -> None:
+        if tags is None or not tags.strip():
+            await self.cloud.untag(uri)
+        else:
+            await self.cloud.tag(uri, tags)
+
+    async def favorites(self) -> FolderListing:
+        return await self.cloud.favorites(virtualfolder="*")
+
+    async def trash(self, virtualfolder: str) -> FolderListing:
+        listing = FolderListing()
+        async for item in self.cloud.iter_pages("trash", virtualfolder=virtualfolder,
+                                                deep=True, count=MAX_COUNT):
+            (listing.folders if isinstance(item, CloudFolder) else listing.files).append(item)
+        return listing
+
+    async def restore(self, path: str) -> None:
+        await self.cloud.restore(path)

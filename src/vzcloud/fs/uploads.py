@@ -17,6 +17,9 @@ again at once. A failure keeps the job and retries it with exponential backoff (
 a job is removed only when its content is in the cloud or its file was deleted locally.
 An upload whose folder is missing in the cloud (deleted there) creates the folders
 first; one whose folder was renamed locally meanwhile is retried at the new path.
+An upload over a cloud file first checks that the file still has the version the local
+changes started from (``_check_unchanged``): if another device changed it, the attempt
+fails and a sync is requested, which keeps both versions (``fs.sync``, conflicts).
 
 Concurrency contract: runs as one task in the mount's nursery on the trio thread; the
 per-inode work of one job never overlaps another job of the same inode (``_running``).
@@ -25,6 +28,7 @@ per-inode work of one job never overlaps another job of the same inode (``_runni
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import shutil
 import time
@@ -55,6 +59,14 @@ def backoff(attempts: int) -> float:
     return min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** min(attempts, 8))
 
 
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
 class Uploader:
     def __init__(
         self,
@@ -81,6 +93,9 @@ class Uploader:
         own_locks: dict[int, trio.Lock] = {}
         self.content_lock = content_lock or (lambda ino: own_locks.setdefault(ino, trio.Lock()))
         self.busy = busy
+        # Called when a file changed in the cloud under queued local changes (the mount
+        # asks the syncer for a sync, which keeps both versions).
+        self.on_remote_change: Callable[[], object] | None = None
         self._urgent = 0  # fsyncs and drains waiting: no holding back
         self._wake = trio.Event()
         self._changed = trio.Event()  # set after every attempt; waiters re-check
@@ -193,8 +208,32 @@ class Uploader:
             await trio.to_thread.run_sync(shutil.copyfile, self.staging.path(ino), snapshot)
             return snapshot, gen
 
+    async def _check_unchanged(self, ino: int, snapshot: Path, parts: list[str]) -> None:
+        """Before an upload over a cloud file: the cloud must still hold the version the
+        local changes started from (``inodes.checksum``), else uploading would hide
+        another device's change made since the last sync. Then the attempt fails (EAGAIN,
+        retried) and a sync is requested: it keeps both (``fs.sync``). One GET per upload
+        of a file that was in the cloud; a new file is not checked (the syncer catches a
+        name taken meanwhile)."""
+        inode = self.meta.get(ino)
+        base = inode.checksum if inode is not None else None
+        if base is None:
+            return
+        try:
+            current = await self.remote.file_metadata(P.join(parts))
+        except NotFoundError:
+            return  # deleted in the cloud meanwhile: the local version goes back
+        if current.checksum == base:
+            return
+        if await trio.to_thread.run_sync(_sha256_file, snapshot) == current.checksum:
+            return  # an earlier attempt landed (its answer was lost)
+        if self.on_remote_change is not None:
+            self.on_remote_change()
+        raise FsError(errno.EAGAIN, f"{P.join(parts)} changed in the cloud; syncing first")
+
     async def _send(self, ino: int, snapshot: Path, parts: list[str]) -> CloudFile:
         parent_path, name = P.join(parts[:-1]), parts[-1]
+        await self._check_unchanged(ino, snapshot, parts)
         try:
             return await self.remote.upload(snapshot, parent_path, name)
         except NotFoundError:
@@ -225,26 +264,35 @@ class Uploader:
             return
         snapshot, gen = taken
         try:
+            inode = self.meta.get(ino)
             parts = self.meta.path_parts(ino)
-            if parts is None:
+            if inode is None or inode.parent is None or parts is None:
                 self.meta.upload_done(ino)
                 return
+            parent = inode.parent
             self.meta.sending[ino] = parts  # see MetadataStore.upload_unsettled
             uploaded = await self._send(ino, snapshot, parts)
-            inode = self.meta.get(ino)
-            now_parts = self.meta.path_parts(ino) if inode else None
-            if inode is None or now_parts is None:
-                # Unlinked while uploading: the cloud copy must go too.
-                try:
-                    await self.remote.delete(P.join(parts))
-                except NotFoundError:
-                    pass
-                self.meta.note_local_change()
-                self.meta.upload_done(ino)
-                return
+            now_parts = self.meta.path_parts(ino)
             if now_parts != parts:
-                # Renamed while uploading: follow the rename in the cloud.
-                await self.remote.move(P.join(parts), P.join(now_parts))
+                # Unlinked or renamed (or a folder above renamed) while uploading.
+                landed = await self._landed_at(parent, parts[-1], uploaded)
+                now_parts = self.meta.path_parts(ino)  # re-read after the await
+                if now_parts is None:
+                    # Unlinked: the cloud copy must go too.
+                    if landed is not None:
+                        try:
+                            await self.remote.delete(P.join(landed))
+                        except NotFoundError:
+                            pass
+                    self.meta.note_local_change()
+                    self.meta.upload_done(ino)
+                    return
+                if landed is None:
+                    # Another file took its place there: the job stays and uploads the
+                    # content again, at the new path.
+                    return
+                if landed != now_parts:
+                    await self.remote.move(P.join(landed), P.join(now_parts))
             if uploaded.checksum:
                 await trio.to_thread.run_sync(self.blocks.put_file, uploaded.checksum, snapshot)
             await self._record(ino, gen, uploaded)
@@ -253,6 +301,30 @@ class Uploader:
         finally:
             self.meta.sending.pop(ino, None)
             await trio.to_thread.run_sync(lambda: snapshot.unlink(missing_ok=True))
+
+    async def _landed_at(self, parent: int, name: str, uploaded: CloudFile) -> list[str] | None:
+        """Where the file just uploaded (into folder inode ``parent``, as ``name``) is in
+        the cloud now: folder renames made meanwhile moved it along with its folder. None
+        if it is gone (its folder was deleted) or another file took that path since."""
+        folder = self.meta.path_parts(parent)
+        if folder is None:
+            return None
+        at = [*folder, name]
+        try:
+            current = await self.remote.file_metadata(P.join(at))
+        except NotFoundError:
+            return None
+        # content_token names the item whatever its path (a uri names the path).
+        if (current.content_token, current.version) != (uploaded.content_token,
+                                                        uploaded.version):
+            return None
+        return at
+
+    async def settle(self, ino: int) -> None:
+        """Until no upload of ``ino`` is in flight (the attempt landed or failed)."""
+        while ino in self._running:
+            changed = self._changed
+            await changed.wait()
 
     async def _record(self, ino: int, gen: int, uploaded: CloudFile) -> None:
         """The upload of generation ``gen`` succeeded: update the inode and the queue."""
