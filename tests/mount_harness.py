@@ -9,6 +9,9 @@
   stderr, if the process died), yields a ``Mount``; then ``fusermount3 -u``, asserts the
   directory is no longer a mount and that the process exited 0. If anything goes wrong
   the teardown falls back to ``fusermount3 -u -z`` and kill, so no test leaves a mount.
+- ``start_mount(env, name)`` / ``kill_mount(mount)``: the same without the context
+  manager, for tests that crash the mount (SIGKILL, then ``fusermount3 -u -z``) and
+  mount the same cache directory again.
 - ``require_fuse()``: mount tests never skip; without /dev/fuse or fusermount3 they fail
   with a clear message.
 
@@ -179,9 +182,11 @@ def _is_mount(path: Path) -> bool:
         return True
 
 
-@contextmanager
-def mounted(env: CloudEnv, name: str = "mnt", *, args: tuple[str, ...] = (),
-            extra_env: dict[str, str] | None = None) -> Iterator[Mount]:
+def start_mount(env: CloudEnv, name: str = "mnt", *, args: tuple[str, ...] = (),
+                extra_env: dict[str, str] | None = None) -> Mount:
+    """Start ``vzcloud mount --foreground`` on ``TMP/name/mnt`` (cache ``TMP/name/cache``)
+    and return once it is mounted; the caller unmounts it (``mounted`` does). Starting
+    the same ``name`` again reuses the cache directory (a remount)."""
     require_fuse()
     base = env.tmp / name
     mountpoint, cache_dir, config_dir = base / "mnt", base / "cache", base / "config"
@@ -191,18 +196,38 @@ def mounted(env: CloudEnv, name: str = "mnt", *, args: tuple[str, ...] = (),
                    "XDG_RUNTIME_DIR": str(base), "XDG_CACHE_HOME": str(base / "xdg-cache"),
                    **(extra_env or {})}
     stderr_path = base / "mount.stderr"
-    with open(stderr_path, "wb") as err:
+    with open(stderr_path, "ab") as err:  # a remount appends to the same log
         proc = subprocess.Popen(
             [sys.executable, "-m", "vzcloud.cli.main", "mount", str(mountpoint),
              "--foreground", "--cache-dir", str(cache_dir), "--poll-interval", "2", *args],
             env=process_env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
     mount = Mount(mountpoint, proc, env, cache_dir, stderr_path, process_env)
-    clean = False
     try:
         if not _wait(lambda: _is_mount(mountpoint) or proc.poll() is not None, 30):
             pytest.fail(f"not mounted after 30 s; mount stderr:\n{mount.stderr()}")
         if proc.poll() is not None:
             pytest.fail(f"the mount process exited with {proc.returncode}:\n{mount.stderr()}")
+    except BaseException:
+        kill_mount(mount)
+        raise
+    return mount
+
+
+def kill_mount(mount: Mount) -> None:
+    """SIGKILL the mount process (if alive) and detach what it leaves (a crash)."""
+    if mount.proc.poll() is None:
+        mount.proc.kill()
+        mount.proc.wait(timeout=10)
+    subprocess.run(["fusermount3", "-u", "-z", str(mount.path)], capture_output=True)
+
+
+@contextmanager
+def mounted(env: CloudEnv, name: str = "mnt", *, args: tuple[str, ...] = (),
+            extra_env: dict[str, str] | None = None) -> Iterator[Mount]:
+    mount = start_mount(env, name, args=args, extra_env=extra_env)
+    mountpoint, proc = mount.path, mount.proc
+    clean = False
+    try:
         yield mount
         if _is_mount(mountpoint):
             done = subprocess.run(["fusermount3", "-u", str(mountpoint)],
@@ -218,9 +243,7 @@ def mounted(env: CloudEnv, name: str = "mnt", *, args: tuple[str, ...] = (),
     finally:
         if not clean:
             subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
+            kill_mount(mount)
 
 
 def sha256(data: bytes) -> str:

@@ -46,3 +46,14 @@ def to_errno(exc: BaseException) -> int:
             if cls in CLOUD_ERRNO:
                 return CLOUD_ERRNO[cls]
     return errno.EIO
+
+
+LOGIN_HINT = ("the cloud refused the mount's credentials: sign in again with 'vzcloud "
+              "login' (the mount adopts the new tokens without remounting)")
+
+
+def failure_text(exc: BaseException) -> str:
+    """A failure as the log shows it: refused credentials also say what to do."""
+    if isinstance(exc, E.UnauthorizedError):
+        return f"{exc}; {LOGIN_HINT}"
+    return str(exc)

@@ -123,6 +123,12 @@ class MetadataStore:
         # Uploads in flight: inode -> the path its content is being sent to (see
         # ``upload_unsettled``).
         self.sending: dict[int, list[str]] = {}
+        # Jobs found queued when the mount started: inode -> (sha256 of its staged
+        # content, write_gen). The previous mount may have been killed after that
+        # content reached the cloud but before it recorded so; the syncer and the
+        # uploader recognise it (see ``already_uploaded``) instead of making a conflict
+        # copy or a second version. Filled by the mount's recovery; a job's end drops it.
+        self.recovered: dict[int, tuple[str, int]] = {}
         self._sync_lock = threading.Lock()
 
     def _ensure_root(self) -> None:
@@ -372,4 +378,14 @@ class MetadataStore:
         )
 
     def upload_done(self, ino: int) -> None:
+        self.recovered.pop(ino, None)
         self.db.execute("DELETE FROM upload_jobs WHERE ino=?", (ino,))
+
+    def already_uploaded(self, inode: Inode, checksum: str | None, gen: int | None = None,
+                         ) -> bool:
+        """Whether cloud content ``checksum`` is exactly what ``inode`` has queued since
+        the mount started (``recovered``; ``gen``: the write generation being uploaded,
+        default the inode's): an upload of the previous mount landed unrecorded."""
+        known = self.recovered.get(inode.ino)
+        return (known is not None and checksum is not None and known[0] == checksum
+                and known[1] == (inode.write_gen if gen is None else gen))

@@ -34,13 +34,14 @@ import trio
 from vzcloud.fs import control
 from vzcloud.fs.blocks import BlockCache
 from vzcloud.fs.core import FilesystemCore, MountOptions, Notifier
+from vzcloud.fs.errno_map import failure_text
 from vzcloud.fs.metadata import MetadataStore
 from vzcloud.fs.operations import KernelNotifier, Operations
 from vzcloud.fs.remote import Remote
 from vzcloud.fs.special import CloudMarks, SpecialDirs
 from vzcloud.fs.staging import StagingArea
 from vzcloud.fs.sync import Syncer
-from vzcloud.fs.uploads import Uploader
+from vzcloud.fs.uploads import Uploader, sha256_file
 from vzcloud.fs.xattrs import Xattrs
 
 log = logging.getLogger("vzcloud.fs.mount")
@@ -111,7 +112,8 @@ def build(config: MountConfig, remote: Remote, notifier: Notifier | None = None)
 def _recover(meta: MetadataStore, staging: StagingArea) -> None:
     """Tidy what the previous mount left: inodes unlinked while open go; staged content
     that was written but never queued (the mount died with the file open) is queued, so
-    nothing written is lost; staging files of clean inodes go."""
+    nothing written is lost; staging files of clean inodes go. Queued content is hashed
+    (``MetadataStore.recovered``), so an upload that landed unrecorded is recognised."""
     for ino in meta.detached():
         meta.delete(ino)
         staging.remove(ino)
@@ -125,6 +127,9 @@ def _recover(meta: MetadataStore, staging: StagingArea) -> None:
             meta.enqueue_upload(ino)
         elif not inode.dirty and not meta.has_upload_job(ino):
             staging.remove(ino)
+        if inode is not None and inode.parent is not None and meta.has_upload_job(ino):
+            # The previous mount may have sent this content and died before recording it.
+            meta.recovered[ino] = (sha256_file(staging.path(ino)), inode.write_gen)
 
 
 async def prepare(parts: MountParts,
@@ -193,7 +198,7 @@ async def poll_changes(parts: MountParts, interval: float) -> None:
             changes = await parts.syncer.sync_once()
         except Exception as exc:
             if not failing:
-                log.warning("sync failed: %s", exc)
+                log.warning("sync failed: %s", failure_text(exc))
             failing = True
             delay = interval
             continue

@@ -20,7 +20,7 @@ import trio
 
 from vzcloud.api.errors import CloudError
 from vzcloud.fs.core import FilesystemCore, Notifier
-from vzcloud.fs.errno_map import to_errno
+from vzcloud.fs.errno_map import failure_text, to_errno
 from vzcloud.fs.metadata import SPECIAL_INO_BASE, Inode
 
 log = logging.getLogger("vzcloud.fs.ops")
@@ -44,7 +44,7 @@ def _guard(fn: F) -> F:
             # use the cloud are worth a line.
             level = logging.WARNING if isinstance(exc, CloudError) or code in _NOTEWORTHY \
                 else logging.DEBUG
-            log.log(level, "%s%r: %s (errno %s)", fn.__name__, args[:2], exc,
+            log.log(level, "%s%r: %s (errno %s)", fn.__name__, args[:2], failure_text(exc),
                     errno.errorcode.get(code, code))
             raise pyfuse3.FUSEError(code) from None
         except trio.Cancelled:

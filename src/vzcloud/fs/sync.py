@@ -15,7 +15,9 @@ staging file and the queued upload go with it) is renamed ``NAME (conflict YYYY-
 HHMMSS).EXT`` (UTC) and uploaded under that name; a warning is logged. A file deleted
 in the cloud while local changes to it are queued is uploaded again (its folders are
 recreated). While the file's upload is in flight the cloud's new version may be that
-upload's own echo: such an answer is dropped (asked again a second later).
+upload's own echo: such an answer is dropped (asked again a second later). Nor is it
+a conflict when the cloud's new version is exactly the content queued by a mount that
+was killed after sending it (``MetadataStore.recovered``): that becomes the base.
 
 An answer is applied only if no local change mirroring a cloud change happened while it
 was fetched (``MetadataStore.local_seq``): it may predate that change and would undo it
@@ -369,6 +371,13 @@ class Syncer:
                 # The version the local changes started from: they will be uploaded over it.
                 self.meta.update(inode.ino, remote=1, favorite=attrs["favorite"],
                                  tags=f.tags, uri=f.uri)
+                return [*dirs, inode.ino]
+            if self.meta.already_uploaded(inode, f.checksum):
+                # Our queued content itself, sent by the previous mount which died before
+                # recording it: the new base; the uploader finds it there and sends nothing.
+                self.meta.update(inode.ino, remote=1, checksum=f.checksum, version=f.version,
+                                 uri=f.uri, content_token=f.content_token,
+                                 mime_type=f.mime_type)
                 return [*dirs, inode.ino]
             if inode.ino in self.meta.sending:
                 # Maybe the echo of the upload in flight, maybe another device's change:

@@ -20,6 +20,9 @@ first; one whose folder was renamed locally meanwhile is retried at the new path
 An upload over a cloud file first checks that the file still has the version the local
 changes started from (``_check_unchanged``): if another device changed it, the attempt
 fails and a sync is requested, which keeps both versions (``fs.sync``, conflicts).
+A job left by a killed mount whose content already reached the cloud (the upload
+landed, its answer was never recorded: ``MetadataStore.recovered``) is recorded from
+the cloud's file without sending it again.
 
 Concurrency contract: runs as one task in the mount's nursery on the trio thread; the
 per-inode work of one job never overlaps another job of the same inode (``_running``).
@@ -41,7 +44,7 @@ from vzcloud.api import paths as P
 from vzcloud.api.errors import CloudError, ConflictError, NotFoundError
 from vzcloud.api.models import CloudFile
 from vzcloud.fs.blocks import BlockCache
-from vzcloud.fs.errno_map import FsError
+from vzcloud.fs.errno_map import FsError, failure_text
 from vzcloud.fs.metadata import ROOT_INODE, MetadataStore
 from vzcloud.fs.remote import Remote
 from vzcloud.fs.staging import StagingArea
@@ -59,7 +62,7 @@ def backoff(attempts: int) -> float:
     return min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** min(attempts, 8))
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
@@ -186,7 +189,8 @@ class Uploader:
         except (CloudError, OSError) as exc:
             self.failures += 1
             delay = backoff(attempts)
-            log.warning("upload of inode %d failed (%s); retrying in %.1f s", ino, exc, delay)
+            log.warning("upload of inode %d failed (%s); retrying in %.1f s", ino,
+                        failure_text(exc), delay)
             self.meta.upload_failed(ino, str(exc)[:500], delay)
         except Exception:
             log.exception("upload of inode %d failed unexpectedly", ino)
@@ -225,14 +229,32 @@ class Uploader:
             return  # deleted in the cloud meanwhile: the local version goes back
         if current.checksum == base:
             return
-        if await trio.to_thread.run_sync(_sha256_file, snapshot) == current.checksum:
+        if await trio.to_thread.run_sync(sha256_file, snapshot) == current.checksum:
             return  # an earlier attempt landed (its answer was lost)
         if self.on_remote_change is not None:
             self.on_remote_change()
         raise FsError(errno.EAGAIN, f"{P.join(parts)} changed in the cloud; syncing first")
 
-    async def _send(self, ino: int, snapshot: Path, parts: list[str]) -> CloudFile:
+    async def _landed_unrecorded(self, ino: int, gen: int, parts: list[str],
+                                 ) -> CloudFile | None:
+        """The cloud's file at ``parts`` if it already is this job's content, sent by the
+        previous mount, which was killed before recording it (``MetadataStore.recovered``):
+        then nothing is sent again (exactly one version per upload)."""
+        inode = self.meta.get(ino)
+        if inode is None or ino not in self.meta.recovered:
+            return None
+        try:
+            current = await self.remote.file_metadata(P.join(parts))
+        except NotFoundError:
+            return None
+        return current if self.meta.already_uploaded(inode, current.checksum, gen) else None
+
+    async def _send(self, ino: int, gen: int, snapshot: Path, parts: list[str]) -> CloudFile:
         parent_path, name = P.join(parts[:-1]), parts[-1]
+        landed = await self._landed_unrecorded(ino, gen, parts)
+        if landed is not None:
+            log.info("%s was uploaded before the last mount stopped", P.join(parts))
+            return landed
         await self._check_unchanged(ino, snapshot, parts)
         try:
             return await self.remote.upload(snapshot, parent_path, name)
@@ -271,7 +293,7 @@ class Uploader:
                 return
             parent = inode.parent
             self.meta.sending[ino] = parts  # see MetadataStore.upload_unsettled
-            uploaded = await self._send(ino, snapshot, parts)
+            uploaded = await self._send(ino, gen, snapshot, parts)
             now_parts = self.meta.path_parts(ino)
             if now_parts != parts:
                 # Unlinked or renamed (or a folder above renamed) while uploading.
