@@ -15,6 +15,8 @@ from vzcloud.server.admin import Client, create_client, create_user, tokens_for
 from vzcloud.server.config import ServerConfig
 from vzcloud.server.runner import BackgroundServer
 
+from .mount_harness import CloudEnv, start_cloud, stop_cloud
+
 
 @dataclass
 class User:
@@ -80,6 +82,17 @@ def other_user(cloud: Cloud) -> Iterator[User]:
     u = cloud.new_user("mallory")
     yield u
     u.http.close()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudEnv]:
+    """One embedded cloud for a whole mount test module (see tests/mount_harness.py);
+    a module that needs another kind defines its own ``env``."""
+    e = start_cloud(tmp_path_factory.mktemp("cloud"))
+    try:
+        yield e
+    finally:
+        stop_cloud(e)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -38,15 +38,6 @@ MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudEnv]:
-    e = start_cloud(tmp_path_factory.mktemp("mountenv"))
-    try:
-        yield e
-    finally:
-        stop_cloud(e)
-
-
-@pytest.fixture(scope="module")
 def mnt(env: CloudEnv) -> Iterator[Mount]:
     with mounted(env, "shared", extra_env={"VZCLOUD_CHUNK_THRESHOLD": "1M",
                                            "VZCLOUD_CHUNK_SIZE": "256K"}) as m:

@@ -31,20 +31,11 @@ from .mount_checks import (
     local_tree,
     wait_cloud_tree,
 )
-from .mount_harness import MOUNT_TIMEOUT, CloudEnv, Mount, mounted, sha256, start_cloud, stop_cloud
+from .mount_harness import MOUNT_TIMEOUT, CloudEnv, Mount, mounted, sha256
 
 pytestmark = MOUNT_TIMEOUT
 
 MiB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudEnv]:
-    e = start_cloud(tmp_path_factory.mktemp("programs"))
-    try:
-        yield e
-    finally:
-        stop_cloud(e)
 
 
 @pytest.fixture(scope="module")

@@ -21,20 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from .mount_harness import MOUNT_TIMEOUT, CloudEnv, Mount, mounted, start_cloud, stop_cloud
+from .mount_harness import MOUNT_TIMEOUT, CloudEnv, Mount, mounted
 
 pytestmark = MOUNT_TIMEOUT
 
 POLL = 0.5
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudEnv]:
-    e = start_cloud(tmp_path_factory.mktemp("specialenv"))
-    try:
-        yield e
-    finally:
-        stop_cloud(e)
 
 
 @pytest.fixture(scope="module")

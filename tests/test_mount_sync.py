@@ -24,22 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from .mount_harness import MOUNT_TIMEOUT, CloudEnv, Mount, mounted, start_cloud, stop_cloud
+from .mount_harness import MOUNT_TIMEOUT, CloudEnv, Mount, mounted
 
 pytestmark = MOUNT_TIMEOUT
 
 POLL = 0.5
 WITHIN = 2 * POLL + 0.5  # two poll intervals, and some room for a busy machine
 CONFLICT = re.compile(r"^doc \(conflict \d{4}-\d{2}-\d{2} \d{6}\)\.txt$")
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudEnv]:
-    e = start_cloud(tmp_path_factory.mktemp("syncenv"))
-    try:
-        yield e
-    finally:
-        stop_cloud(e)
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,7 @@ from typing import Any
 
 from vzcloud import profiles
 from vzcloud.cli import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, CliError, add_command
-from vzcloud.cli._common import human_size
+from vzcloud.cli._common import human_size, profile_name
 from vzcloud.cli._progress import TransferProgress, count_of
 from vzcloud.cli._systemd import notify
 
@@ -83,13 +83,6 @@ def _octal(text: str) -> int:
     return value
 
 
-def _profile_name(text: str) -> str:
-    try:
-        return profiles.check_name(text)
-    except profiles.ProfileError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -106,7 +99,7 @@ def register(subparsers: Any) -> None:
                          help="mount the cloud as a local directory (FUSE)", description=doc)
     parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT",
                         help="an existing empty directory")
-    parser.add_argument("--profile", type=_profile_name, metavar="NAME",
+    parser.add_argument("--profile", type=profile_name, metavar="NAME",
                         help="profile to use (default: the default profile)")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help="metadata, cached blocks and the upload queue (default: "

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from vzcloud import profiles
 from vzcloud.cli import EXIT_FAILED, EXIT_OK, CliError, add_command
+from vzcloud.cli._common import profile_name
 from vzcloud.cli._systemd import notify
 from vzcloud.logging_setup import LEVELS
 
@@ -65,13 +66,6 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _profile_name(text: str) -> str:
-    try:
-        return profiles.check_name(text)
-    except profiles.ProfileError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers, "serve", run,
@@ -84,7 +78,7 @@ def register(subparsers: Any) -> None:
                         metavar="HOST:PORT",
                         help=f"address to listen on (default {DEFAULT_BIND}; port 0 = any "
                         "free port)")
-    parser.add_argument("--profile", type=_profile_name, default=profiles.DEFAULT_PROFILE,
+    parser.add_argument("--profile", type=profile_name, default=profiles.DEFAULT_PROFILE,
                         metavar="NAME",
                         help=f"profile to write for this server (default {profiles.DEFAULT_PROFILE})")
     parser.add_argument("--log-level", choices=LEVELS, default="info",
