@@ -95,6 +95,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudEnv]:
         stop_cloud(e)
 
 
+@pytest.fixture
+def faults_off(env: CloudEnv) -> Iterator[None]:
+    """Whatever a test arms in ``env``'s fault injection is switched off after it, even
+    when it fails."""
+    try:
+        yield
+    finally:
+        env.faults.clear()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI a skipped test is a failure: mount tests must never skip silently."""
     if not os.environ.get("CI"):

@@ -48,8 +48,8 @@ class CountingRemote(CloudRemote):
         self.calls: dict[str, int] = {}
         self.answer_delay = 0.0  # seconds a fullview answer takes to arrive
 
-    async def fullview(self, etag: str | None) -> Any:
-        result = await super().fullview(etag)
+    async def fullview(self, etag: str | None, sink: Any = None) -> Any:
+        result = await super().fullview(etag, sink)
         await trio.sleep(self.answer_delay)
         return result
 

@@ -334,7 +334,9 @@ def test_uncached_read_fails_with_eio_when_cloud_is_down(tmp_path: Path):
 def test_umount_waits_for_queued_uploads(env: CloudEnv):
     with mounted(env, "umount") as m:
         os.mkdir(m.vz("drain"))
-        env.faults.slow("upload", 0.7)
+        # Longer than the umount command takes to start: small files upload in
+        # parallel, so the three uploads end together.
+        env.faults.slow("upload", 3.0)
         try:
             for i in range(3):
                 write(m.vz("drain", f"f{i}.txt"), f"drained {i}".encode())

@@ -57,15 +57,6 @@ def mnt(env: CloudEnv) -> Iterator[Mount]:
         yield m
 
 
-@pytest.fixture
-def faults_off(env: CloudEnv) -> Iterator[None]:
-    """Whatever a test arms is switched off after it, even when it fails."""
-    try:
-        yield
-    finally:
-        env.faults.clear()
-
-
 def within(seconds: float, what: str, call: Callable[[], T]) -> T:
     """``call()``'s result; fails the test if it takes longer than ``seconds``. The call
     runs in a thread of its own, so a hung syscall cannot hang the test (the mount's

@@ -165,9 +165,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             Param("csrf", "str", "form",
                   doc="Decided: must equal the vzcloud_csrf cookie set by the page (login CSRF)."),
         ),
-        errors=(E.BadRequestError, E.UnauthorizedError),
+        errors=(E.BadRequestError, E.UnauthorizedError, E.RateLimitedError),
         doc="Decided: the consent form's target. Redirects to redirect_uri?code=... "
-        "or ?error=access_denied.",
+        "or ?error=access_denied; 429 with Retry-After after repeated wrong passwords.",
     ),
     Endpoint(
         "token", "POST", "/oauth2/token", auth="client", result="token", body="form",

@@ -418,8 +418,8 @@ def parse_response(
         return FullviewResult(etag=(args or {}).get(ETAG_HEADER), changed=False)
     if not 200 <= resp.status < 300 or resp.status == 205:
         raise error_for_response(resp)
-    if ep.result == "bytes":
-        return resp
+    if ep.result == "bytes" or resp.stream is not None:
+        return resp  # a streamed body is the caller's to read (``sdk.fullview``)
     body = decode_json(resp.content)
     if ep.result == "fullview":
         data = _obj(body, "data")

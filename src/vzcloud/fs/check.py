@@ -128,7 +128,7 @@ def _check_queue(meta: MetadataStore, staging: StagingArea, orphans: _Orphans) -
         if inode is None or inode.parent is None:
             problems.append(f"queue: job for inode {ino}, which has no entry")
             orphans.jobs.append(ino)
-        elif not staging.exists(ino):
+        elif not staging.exists(ino) and meta.journaled(ino) is None:  # journaled: restored
             problems.append(f"queue: job for {P.join(meta.path_parts(ino) or [])} has no "
                             "staging file (its content is lost)")
             orphans.jobs.append(ino)

@@ -27,6 +27,7 @@ and ``fs.xattrs`` (``self.special``, ``self.xattrs``, set by the mount).
 
 from __future__ import annotations
 
+import bisect
 import errno
 import logging
 import os
@@ -43,6 +44,7 @@ from vzcloud.api.errors import CloudError, ConflictError, NotFoundError
 from vzcloud.fs.blocks import BlockCache
 from vzcloud.fs.errno_map import FsError
 from vzcloud.fs.metadata import ROOT_INODE, SPECIAL_INO_BASE, Inode, MetadataStore
+from vzcloud.fs.prefetch import SmallFilePrefetcher
 from vzcloud.fs.remote import Remote
 from vzcloud.fs.staging import StagingArea
 
@@ -52,13 +54,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vzcloud.fs")
 
-READAHEAD_BLOCKS = 16  # blocks fetched ahead of a sequential reader
-PREFETCH_SPAN = 2  # blocks per read-ahead GET; the GETs run in parallel
+READAHEAD_BLOCKS = 24  # blocks fetched ahead of a sequential reader
+PREFETCH_SPAN = 4  # blocks per read-ahead GET; the GETs run in parallel
 PREFETCH_PARALLEL = 4  # read-ahead GETs in flight at once, for the whole mount
+INLINE_READ_MAX = 16 << 10  # bytes of cached blocks read without a worker thread
 MAX_FILE_SIZE = 1 << 40
+LISTING_PAGE = 1024  # directory entries read from the metadata store at a time
+LISTINGS_KEPT = 4  # directories whose last page is kept for the next readdir call
 STATFS_TTL = 30.0
 BUSY_WINDOW = 0.2  # seconds after a request the filesystem counts as busy (uploads yield)
 WRITE_BACK_DELAY = 1.0  # seconds a flushed file still open for writing waits for upload
+JOURNAL_MAX = 256 << 10  # bytes: a file this small is journaled in its upload job
 UPLOAD_HOLD = 60.0  # at most, seconds a file's upload waits while its path changes
 # rename(2) flags (Linux values; pyfuse3 passes them through).
 RENAME_NOREPLACE = 1
@@ -119,6 +125,7 @@ class FilesystemCore:
         self._locks: dict[int, trio.Lock] = {}
         self._inflight: dict[tuple[str, int], trio.Event] = {}
         self._prefetch_slots = trio.Semaphore(PREFETCH_PARALLEL)
+        self._store_slots = trio.Semaphore(2 * PREFETCH_PARALLEL)  # see ``_prefetch``
         # What content the kernel may hold pages of, per inode (see ``open``).
         self._kernel_view: dict[int, str] = {}
         self._statfs_cache: tuple[float, tuple[int, int]] | None = None
@@ -127,6 +134,10 @@ class FilesystemCore:
         self.uploader: Any = None  # set by the mount (fs.uploads.Uploader)
         self.special: SpecialDirs | None = None  # set by the mount
         self.xattrs: Xattrs | None = None  # set by the mount
+        self.prefetcher = SmallFilePrefetcher(self)  # works once ``nursery`` is set
+        # The last page ``readdir`` read per directory, with the metadata version it was
+        # read at (see ``readdir``).
+        self._listings: dict[int, tuple[int, int, int, list[int], list[Inode]]] = {}
 
     # Helpers ---------------------------------------------------------------------------
 
@@ -292,18 +303,44 @@ class FilesystemCore:
     def readdir(self, ino: int, after: int, limit: int = 256) -> list[Inode]:
         """Up to ``limit`` children after inode number ``after``; the adapter uses each
         ino as next_id. The root ends with the special directories (the highest
-        numbers) and hides real entries with their names."""
+        numbers) and hides real entries with their names. A listing from the start
+        tells the prefetcher (``fs.prefetch``)."""
         if self.special is not None and self.special.owns(ino):
             return self.special.readdir(ino, after, limit)
         self._directory(ino)
+        if after == 0:
+            self.prefetcher.directory_listed(ino)
         if ino != ROOT_INODE or self.special is None:
-            return self.meta.children(ino, after, limit)
+            return self._children(ino, after, limit)
         special = self.special
-        page = self.meta.children(ino, after, limit)
+        page = self._children(ino, after, limit)
         real = [c for c in page if not special.reserved(ino, c.name or "")]
         if limit < 0 or len(page) < limit:  # the real entries are all listed
             real += special.root_entries(after, -1 if limit < 0 else limit - len(real))
         return real
+
+    def _children(self, ino: int, after: int, limit: int) -> list[Inode]:
+        """``meta.children``, reusing the page read last for ``ino``: the kernel's buffer
+        takes a few dozen entries per readdir call, so a page serves several calls in a
+        row. Reused only while no row of the metadata store changed since it was read
+        (``total_changes`` of its one connection), so it is never staler than a fresh
+        query."""
+        version = self.meta.db.total_changes
+        cached = self._listings.get(ino)
+        if cached is not None and cached[0] == version and after >= cached[1] and limit > 0:
+            _, _, asked, inos, page = cached
+            start = bisect.bisect_right(inos, after)
+            if start < len(page) or len(page) < asked:  # within it, or at the end
+                return page[start:start + limit]
+        if limit < 0:
+            return self.meta.children(ino, after, limit)
+        asked = max(limit, LISTING_PAGE)
+        page = self.meta.children(ino, after, asked)
+        self._listings.pop(ino, None)
+        if len(self._listings) >= LISTINGS_KEPT:
+            self._listings.pop(next(iter(self._listings)))
+        self._listings[ino] = (version, after, asked, [c.ino for c in page], page)
+        return page[:limit]
 
     # Opening, reading ------------------------------------------------------------------
 
@@ -319,6 +356,8 @@ class FilesystemCore:
         if writable:
             self._writable()
         handle = self._new_handle(ino, writable)
+        if not writable:
+            self.prefetcher.file_opened(inode)
         if writable and flags & os.O_TRUNC:
             async with self.content_lock(ino):
                 await trio.to_thread.run_sync(self.staging.create, ino, 0)
@@ -370,17 +409,17 @@ class FilesystemCore:
             return b""
         if not inode.checksum:
             return b"\0" * (end - offset)
-        bs = self.blocks.block_size
-        first, last = offset // bs, (end - 1) // bs
-        data = await self._read_blocks(inode, first, last)
-        self._read_ahead(handle, inode, offset, end, last)
-        return data[offset - first * bs: end - first * bs]
+        # Read-ahead first: its GETs then run while this read waits for its own blocks.
+        self._read_ahead(handle, inode, offset, end, (end - 1) // self.blocks.block_size)
+        return await self._read_span(inode, offset, end)
 
     def _read_ahead(self, handle: Handle, inode: Inode, offset: int, end: int, last: int) -> None:
-        """Start fetching the next blocks when ``handle`` reads sequentially. The kernel
-        sends several readahead requests at once, so "sequential" allows a block of
-        reordering. The blocks are claimed here, before any await, so a reader that
-        gets there first waits for them instead of fetching them again."""
+        """Start fetching the next blocks from the cloud when ``handle`` reads
+        sequentially. The kernel sends several readahead requests at once, so
+        "sequential" allows a block of reordering. The blocks are claimed here, before
+        any await, so a reader that gets there first waits for them instead of fetching
+        them again. Blocks already on disk are left to the kernel's own readahead (its
+        parallel requests read them from their files)."""
         bs = self.blocks.block_size
         sequential = offset == 0 or abs(offset - handle.next_offset) <= bs
         handle.next_offset = end
@@ -394,7 +433,7 @@ class FilesystemCore:
             return
         handle.ahead = (checksum, stop - 1)
         claimed = self._claim(checksum, [i for i in range(start, stop)
-                                         if self.blocks.get_hot(checksum, i) is None])
+                                         if not self.blocks.contains_hot(checksum, i)])
         if claimed:
             self.nursery.start_soon(self._prefetch, inode, claimed)
 
@@ -412,33 +451,76 @@ class FilesystemCore:
             if event is not None:
                 event.set()
 
-    async def _read_blocks(self, inode: Inode, first: int, last: int) -> bytes:
-        """Blocks ``first..last`` of a clean file, from memory, the disk cache or the cloud."""
+    async def _read_span(self, inode: Inode, offset: int, end: int) -> bytes:
+        """Bytes ``[offset, end)`` of a clean file: from memory when its blocks are there
+        (no thread hop), else with one worker-thread call reading just those bytes from
+        the blocks' files, and what is not cached from the cloud. Each byte is copied
+        once (a whole block in memory, not at all)."""
         assert inode.checksum
         checksum = inode.checksum
+        bs = self.blocks.block_size
+        first, last = offset // bs, (end - 1) // bs
+        # (index, start, stop) of each block's part of the span
+        spans = [(i, max(offset, i * bs) - i * bs, min(end, (i + 1) * bs) - i * bs)
+                 for i in range(first, last + 1)]
         parts: dict[int, bytes] = {}
-        cold: list[int] = []
-        for i in range(first, last + 1):
+        for i, s, e in spans:
             hot = self.blocks.get_hot(checksum, i)
-            if hot is None:
-                cold.append(i)
-            else:
-                parts[i] = hot
+            if hot is not None:
+                parts[i] = hot[s:e]
+        cold = [span for span in spans if span[0] not in parts]
+        # Blocks being downloaded (read-ahead) are not on disk yet: wait for them and
+        # take them from memory, without a disk lookup.
+        for i, s, e in cold:
+            event = self._inflight.get((checksum, i))
+            if event is not None:
+                await event.wait()
+                hot = self.blocks.get_hot(checksum, i)
+                if hot is not None:
+                    parts[i] = hot[s:e]
+        cold = [span for span in cold if span[0] not in parts]
+        if cold and sum(e - s for _, s, e in cold) <= INLINE_READ_MAX and all(
+                self.blocks.contains_hot(checksum, i) for i, _, _ in cold):
+            # A small read of block files we know: a thread hop would cost more than
+            # the read (a few KiB: the latency of one disk read, like a SQLite query).
+            parts.update(self._load_spans(checksum, cold, known_only=True))
+            cold = [span for span in cold if span[0] not in parts]
         if cold:
-            parts.update(await self._fetch(inode, cold))
+            parts.update(await trio.to_thread.run_sync(self._load_spans, checksum, cold))
+            missing = [i for i, _, _ in cold if i not in parts]
+            if missing:
+                fetched = await self._fetch(inode, missing, loaded=True)
+                parts.update((i, fetched[i][s:e]) for i, s, e in spans
+                             if i in fetched and i not in parts)
+        if len(spans) == 1:
+            return parts[first]
         return b"".join(parts[i] for i in range(first, last + 1))
+
+    def _load_spans(self, checksum: str, spans: list[tuple[int, int, int]],
+                    known_only: bool = False) -> dict[int, bytes]:
+        """In a worker thread (inline if ``known_only``, see ``BlockCache.read``): the
+        parts ``(index, start, stop)`` of blocks the cache has."""
+        got = {i: self.blocks.read(checksum, i, s, e - s, known_only) for i, s, e in spans}
+        return {i: d for i, d in got.items() if d is not None}
+
+    async def _read_blocks(self, inode: Inode, first: int, last: int) -> bytes:
+        """Blocks ``first..last`` of a clean file, from memory, the disk cache or the cloud."""
+        bs = self.blocks.block_size
+        return await self._read_span(inode, first * bs, min((last + 1) * bs, inode.size))
 
     async def _prefetch(self, inode: Inode, claimed: list[int]) -> None:
         """Read-ahead of the ``claimed`` blocks: those not on disk from the cloud, in
-        parallel GETs of PREFETCH_SPAN blocks; meanwhile the others from the disk cache
-        into memory, in order, each released as soon as it is there (the reader waits
-        for the next one, not for the whole window). Runs in the mount's nursery, so
-        nothing may escape it."""
+        parallel GETs of PREFETCH_SPAN blocks, at most PREFETCH_PARALLEL at once for the
+        whole mount. Downloaded blocks wait in memory (``BlockCache.stage``) until they
+        are on disk; at most 2 x PREFETCH_PARALLEL GETs are downloading or being stored,
+        which bounds the memory of read-ahead and keeps the downloads from outrunning
+        the disk. Runs in the mount's nursery, so nothing may escape it."""
         assert inode.checksum
         checksum = inode.checksum
         try:
-            on_disk = set(await trio.to_thread.run_sync(
-                lambda: [i for i in claimed if self.blocks.contains(checksum, i)]))
+            on_disk = await trio.to_thread.run_sync(
+                lambda: [i for i in claimed if self.blocks.contains(checksum, i)])
+            self._unclaim(checksum, on_disk)
             runs: list[list[int]] = []
             for i in claimed:
                 if i in on_disk:
@@ -449,46 +531,63 @@ class FilesystemCore:
                     runs.append([i])
 
             async def one(run: list[int]) -> None:
-                try:
+                async with self._store_slots:
                     async with self._prefetch_slots:
-                        fetched = await self._download(inode, run[0], run[-1])
-                finally:
-                    self._unclaim(checksum, run)
-                await self._store(checksum, fetched)
+                        try:
+                            fetched = await self._download(inode, run[0], run[-1])
+                        finally:
+                            self._unclaim(checksum, run)
+                    await self._store(checksum, fetched)
 
             async with trio.open_nursery() as n:
                 for run in runs:
                     n.start_soon(one, run)
-                for i in sorted(on_disk):
-                    await trio.to_thread.run_sync(self.blocks.get, checksum, i)
-                    self._unclaim(checksum, [i])
         except Exception as exc:  # read-ahead is best effort: the read itself will retry
             log.debug("read-ahead of inode %d failed: %r", inode.ino, exc)
         finally:
             self._unclaim(checksum, claimed)
 
     def _load(self, checksum: str, indices: list[int]) -> dict[int, bytes]:
-        """In a worker thread: the blocks of ``indices`` the cache has (now in memory)."""
+        """In a worker thread: the whole blocks of ``indices`` the cache has."""
         got = {i: self.blocks.get(checksum, i) for i in indices}
         return {i: d for i, d in got.items() if d is not None}
 
     async def _store(self, checksum: str, fetched: dict[int, bytes]) -> None:
+        """Put downloaded blocks on disk (they stay readable from memory until then)."""
         def store() -> None:
             for i, block in fetched.items():
                 self.blocks.put(checksum, i, block)
 
         await trio.to_thread.run_sync(store)
 
-    async def _fetch(self, inode: Inode, wanted: list[int]) -> dict[int, bytes]:
-        """Blocks ``wanted`` (increasing) from the disk cache or the cloud, returned.
+    async def _store_soon(self, checksum: str, fetched: dict[int, bytes]) -> None:
+        """``_store`` off the caller's path (in the mount's nursery); failures are logged:
+        the blocks are fetched again when next needed."""
+        async def store() -> None:
+            try:
+                await self._store(checksum, fetched)
+            except Exception as exc:
+                log.warning("could not cache blocks of %s: %r", checksum, exc)
 
-        A block another task is fetching is waited for and then taken from the cache
-        (fetched here if that fetch failed); the rest is claimed and downloaded with one
-        ranged GET spanning it.
+        if self.nursery is None:
+            await store()
+        else:
+            self.nursery.start_soon(store)
+
+    async def _fetch(self, inode: Inode, wanted: list[int], loaded: bool = False,
+                     ) -> dict[int, bytes]:
+        """Blocks ``wanted`` (increasing) from memory, the disk cache or the cloud,
+        returned (``loaded``: the caller just found them missing on disk).
+
+        A block another task is fetching is waited for and then taken from memory or the
+        cache (fetched here if that fetch failed); the rest is claimed and downloaded with
+        one ranged GET spanning it, and stored on disk in the background.
         """
         assert inode.checksum
         checksum = inode.checksum
-        result = await trio.to_thread.run_sync(self._load, checksum, wanted)
+        result: dict[int, bytes] = {}
+        if not loaded:
+            result = await trio.to_thread.run_sync(self._load, checksum, wanted)
         while True:
             todo = [i for i in wanted if i not in result]
             if not todo:
@@ -497,8 +596,14 @@ class FilesystemCore:
             if waits:
                 for event in waits:
                     await event.wait()
-                result.update(await trio.to_thread.run_sync(self._load, checksum, todo))
+                for i in todo:
+                    hot = self.blocks.get_hot(checksum, i)
+                    if hot is not None:
+                        result[i] = hot
                 todo = [i for i in wanted if i not in result]
+                if todo:
+                    result.update(await trio.to_thread.run_sync(self._load, checksum, todo))
+                    todo = [i for i in wanted if i not in result]
             mine = self._claim(checksum, todo)
             if not mine:
                 continue
@@ -507,7 +612,7 @@ class FilesystemCore:
             finally:
                 self._unclaim(checksum, mine)
             result.update(fetched)
-            await self._store(checksum, fetched)
+            await self._store_soon(checksum, fetched)
 
     async def _download(self, inode: Inode, first: int, last: int) -> dict[int, bytes]:
         """Blocks ``first..last`` with one ranged GET; they are in memory on return (on
@@ -528,9 +633,12 @@ class FilesystemCore:
             raise FsError(errno.EIO, f"{path} changed in the cloud while reading; retry")
         if len(data) != end - start:
             raise FsError(errno.EIO, f"short read of {path}: {len(data)} of {end - start}")
-        fetched = {i: data[n * bs: (n + 1) * bs] for n, i in enumerate(range(first, last + 1))}
+        if first == last:
+            fetched = {first: data}
+        else:
+            fetched = {i: data[n * bs: (n + 1) * bs] for n, i in enumerate(range(first, last + 1))}
         for i, block in fetched.items():
-            self.blocks.remember(checksum, i, block)
+            self.blocks.stage(checksum, i, block)
         return fetched
 
     async def _refresh_file(self, ino: int) -> None:
@@ -595,12 +703,24 @@ class FilesystemCore:
     async def _stage_for_upload(self, ino: int, delay: float = 0.0) -> None:
         """Make the staged content durable and queue its upload (before close returns),
         due in ``delay`` seconds. Caller holds the content lock. An unlinked file is not
-        uploaded."""
-        await trio.to_thread.run_sync(self.staging.fsync, ino)
+        uploaded.
+
+        One sync per close for a small file (at most JOURNAL_MAX bytes): its content
+        goes into the job row itself (``journal``), so syncing the metadata WAL makes
+        job and content durable together; the staging file is not synced (recovery
+        rewrites it from the journal, ``fs.uploads.restore_journaled``). A larger file
+        costs two: its staging file, then the job."""
         inode = self.meta.get(ino)
         if inode is None or inode.parent is None:
             return
-        self.meta.enqueue_upload(ino, delay)
+        journal: bytes | None = None
+        if inode.size <= JOURNAL_MAX:
+            journal = await trio.to_thread.run_sync(self.staging.read_all, ino)
+        if journal is None or len(journal) > JOURNAL_MAX:
+            journal = None
+            await trio.to_thread.run_sync(self.staging.fsync, ino)
+        self.meta.enqueue_upload(ino, delay, journal, inode.write_gen if journal is not None
+                                 else None)
         await trio.to_thread.run_sync(self.meta.sync_to_disk)
         if self.uploader is not None:
             self.uploader.wake()

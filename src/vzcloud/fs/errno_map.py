@@ -1,13 +1,19 @@
-"""The one table from cloud errors to errno, and the filesystem's own error type.
+"""The one table from failures to errno, and the filesystem's own error type.
 
-Every FUSE handler goes through ``operations.py``'s wrapper, which calls ``to_errno`` for
-anything raised; so a cloud failure always reaches a program as one of these errno
-values, with a log line naming the operation.
+Every FUSE handler goes through ``operations.py``'s wrapper, which calls ``known_errno``
+for anything raised; so a cloud failure, a disk failure (OSError) or a disk-level failure
+of the metadata database (SQLite) always reaches a program as an errno value, with a log
+line naming the operation. Anything else is a bug: EIO with a traceback in the log.
+
+A full cache disk is ENOSPC whichever layer noticed it: a staging write (OSError) or the
+metadata database ("database or disk is full", SQLITE_FULL). The caller learns it from
+``write()`` or ``close()``; a ``close()`` that fails acknowledged nothing.
 """
 
 from __future__ import annotations
 
 import errno
+import sqlite3
 
 from vzcloud.api import errors as E
 
@@ -37,15 +43,37 @@ CLOUD_ERRNO: dict[type[E.CloudError], int] = {
 }
 
 
-def to_errno(exc: BaseException) -> int:
-    """The errno for an exception raised below a FUSE handler."""
-    if isinstance(exc, OSError) and exc.errno:
-        return exc.errno
+# SQLite primary result codes (the low byte of an extended code) that say the disk or
+# the database file failed, not the program; any other SQLite error is a bug.
+SQLITE_ERRNO: dict[int, int] = {
+    sqlite3.SQLITE_FULL: errno.ENOSPC,  # "database or disk is full"
+    sqlite3.SQLITE_IOERR: errno.EIO,
+    sqlite3.SQLITE_CANTOPEN: errno.EIO,
+    sqlite3.SQLITE_READONLY: errno.EROFS,
+    sqlite3.SQLITE_NOMEM: errno.ENOMEM,
+}
+
+
+def known_errno(exc: BaseException) -> int | None:
+    """The errno of a failure with a known meaning: an OSError, a CloudError, a
+    disk-level SQLite error. None for anything else (a bug)."""
+    if isinstance(exc, OSError):
+        return exc.errno or errno.EIO
     if isinstance(exc, E.CloudError):
         for cls in type(exc).__mro__:
             if cls in CLOUD_ERRNO:
                 return CLOUD_ERRNO[cls]
-    return errno.EIO
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            return SQLITE_ERRNO.get(code & 0xFF)
+    return None
+
+
+def to_errno(exc: BaseException) -> int:
+    """The errno for an exception raised below a FUSE handler (EIO for a bug)."""
+    code = known_errno(exc)
+    return errno.EIO if code is None else code
 
 
 LOGIN_HINT = ("the cloud refused the mount's credentials: sign in again with 'vzcloud "

@@ -24,8 +24,12 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+
+from vzcloud.api.models import CloudFile, CloudFolder
 
 ROOT_INODE = 1
 # Inode numbers from here up name the special entries (``.favorites``, ``.trash``: see
@@ -72,9 +76,20 @@ CREATE TABLE IF NOT EXISTS upload_jobs (
     queued_at    REAL NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_try     REAL NOT NULL DEFAULT 0,   -- time.time() before which it is not retried
-    last_error   TEXT
+    last_error   TEXT,
+    journal      BLOB,              -- a small file's whole content as of close(), or NULL
+    journal_gen  INTEGER,           -- the inode's write_gen that content is
+    sent_checksum TEXT,             -- sha256 of the last content sent for it (an attempt
+    sent_gen     INTEGER            -- started) and its write_gen: see ``already_uploaded``
 );
+-- The uploader looks for due jobs oldest first and for the next due time after every
+-- close and every finished upload: without these, each look scans (and sorts) the queue.
+CREATE INDEX IF NOT EXISTS upload_jobs_queued ON upload_jobs(queued_at);
+CREATE INDEX IF NOT EXISTS upload_jobs_next_try ON upload_jobs(next_try);
 """
+# Columns added to ``upload_jobs`` after the first release (added on open when missing).
+UPLOAD_JOB_COLUMNS = {"journal": "BLOB", "journal_gen": "INTEGER", "sent_checksum": "TEXT",
+                      "sent_gen": "INTEGER"}
 
 
 @dataclass
@@ -118,6 +133,7 @@ class MetadataStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._add_missing_columns()
         self._ensure_root()
         self.local_seq = 0
         # Uploads in flight: inode -> the path its content is being sent to (see
@@ -141,13 +157,20 @@ class MetadataStore:
             )
             self.set_state("schema_version", str(SCHEMA_VERSION))
 
+    def _add_missing_columns(self) -> None:
+        have = {row["name"] for row in self.db.execute("PRAGMA table_info(upload_jobs)")}
+        for column, kind in UPLOAD_JOB_COLUMNS.items():
+            if column not in have:
+                self.db.execute(f"ALTER TABLE upload_jobs ADD COLUMN {column} {kind}")
+
     def close(self) -> None:
         self.db.close()
 
     def sync_to_disk(self) -> None:
-        """fsync the WAL, so every commit so far survives a power loss (what a checkpoint
-        moved into the database file was synced by the checkpoint itself). Blocks on
-        disk: call it from a worker thread."""
+        """fdatasync the WAL, so every commit so far survives a power loss (what a
+        checkpoint moved into the database file was synced by the checkpoint itself; the
+        WAL's own size change is data to fdatasync, as SQLite's own syncs rely on).
+        Blocks on disk: call it from a worker thread."""
         with self._sync_lock:
             wal = str(self.path) + "-wal"
             try:
@@ -155,7 +178,7 @@ class MetadataStore:
             except FileNotFoundError:
                 return
             try:
-                os.fsync(fd)
+                os.fdatasync(fd)
             finally:
                 os.close(fd)
 
@@ -310,27 +333,115 @@ class MetadataStore:
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM inodes").fetchone()[0])
 
+    # Fullview staging and bulk loading ----------------------------------------------------
+
+    def stage(self) -> FullviewStage:
+        """An empty stage for the next fullview answer (see ``FullviewStage``)."""
+        return FullviewStage(self.db)
+
+    def is_empty(self) -> bool:
+        """Only the root: nothing was ever loaded or made here (a first load may insert
+        in bulk, ``bulk_load``)."""
+        return self.db.execute(
+            "SELECT 1 FROM inodes WHERE ino != ? LIMIT 1", (ROOT_INODE,)).fetchone() is None
+
+    def bulk_load(self, stage: FullviewStage,
+                  progress: Callable[[int, int], None] | None = None) -> int:
+        """Insert a whole staged fullview into an empty tree (``is_empty``), inside the
+        caller's transaction: every folder on the way, the listed folders with their
+        attributes, every file, with batched inserts and folders resolved from memory
+        (one dict of folder paths) instead of a lookup per path component. Returns how
+        many files were inserted; ``progress(done, total)`` as in ``Syncer.progress``."""
+        dirs: dict[str, int] = {"": ROOT_INODE}
+        now = time.time_ns()
+
+        def folder(path: str) -> int:
+            ino = dirs.get(path)
+            if ino is None:
+                parent_path, name = _split(path)
+                ino = int(self.db.execute(
+                    "INSERT INTO inodes (parent, name, is_dir, mtime_ns, ctime_ns, remote)"
+                    " VALUES (?, ?, 1, ?, ?, 1)", (folder(parent_path), name, now, now),
+                ).lastrowid or 0)
+                dirs[path] = ino
+            return ino
+
+        for item in stage.items(STAGED_FOLDER):
+            self.update(folder(item.path.rstrip("/")), remote=1, favorite=int(item.favorite),
+                        tags=item.tags, uri=item.uri, version=item.version)
+        # The files' folders, then the files themselves copied by SQLite from the stage
+        # (no Python object per file), a range of the answer at a time for ``progress``.
+        for (parent,) in self.db.execute(
+                "SELECT DISTINCT parent FROM fullview_stage WHERE kind=?", (STAGED_FILE,),
+                ).fetchall():
+            folder(parent)
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS fullview_dirs"
+                        " (path TEXT PRIMARY KEY, ino INTEGER NOT NULL)")
+        self.db.execute("DELETE FROM fullview_dirs")
+        self.db.executemany("INSERT INTO fullview_dirs VALUES (?, ?)", dirs.items())
+        total = stage.count(STAGED_FILE)
+        first, last = self.db.execute("SELECT MIN(n), MAX(n) FROM fullview_stage WHERE kind=?",
+                                      (STAGED_FILE,)).fetchone()
+        done = 0
+        for start in range(first or 0, (last or -1) + 1, _BULK_BATCH):
+            done += self.db.execute(
+                "INSERT INTO inodes (parent, name, is_dir, size, mtime_ns, ctime_ns, checksum,"
+                " version, remote, favorite, tags, uri, mime_type, content_token)"
+                " SELECT d.ino, s.name, 0, s.size, IIF(s.mtime_ns, s.mtime_ns, :now), :now,"
+                " s.checksum, s.version, 1, s.favorite, s.tags, s.uri, s.mime_type,"
+                " s.content_token FROM fullview_stage s JOIN fullview_dirs d"
+                " ON d.path = s.parent WHERE s.kind=:kind AND s.n BETWEEN :start AND :end"
+                " ORDER BY s.n", {"now": now, "kind": STAGED_FILE, "start": start,
+                                  "end": start + _BULK_BATCH - 1}).rowcount
+            if progress is not None:
+                progress(done, total)
+        self.db.execute("DELETE FROM fullview_dirs")
+        if progress is not None and not total:
+            progress(0, 0)
+        return done
+
     # Upload jobs ------------------------------------------------------------------------
 
-    def enqueue_upload(self, ino: int, delay: float = 0.0) -> None:
+    def enqueue_upload(self, ino: int, delay: float = 0.0, journal: bytes | None = None,
+                       journal_gen: int | None = None) -> None:
         """Record that ``ino`` must be uploaded, due in ``delay`` seconds (the caller
-        makes it durable with ``sync_to_disk`` before close() returns)."""
+        makes it durable with ``sync_to_disk`` before close() returns). ``journal``: the
+        file's whole content at write generation ``journal_gen``, kept in the job so one
+        sync makes job and content durable (the staging file then needs none); None
+        clears an older job's journal (the content is only in the staging file)."""
         now = time.time()
         due = now + delay if delay else 0.0
         self.db.execute(
-            "INSERT INTO upload_jobs (ino, queued_at, next_try) VALUES (?, ?, ?)"
-            " ON CONFLICT(ino) DO UPDATE SET next_try=excluded.next_try",
-            (ino, now, due),
+            "INSERT INTO upload_jobs (ino, queued_at, next_try, journal, journal_gen)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(ino) DO UPDATE SET next_try=excluded.next_try,"
+            " journal=excluded.journal, journal_gen=excluded.journal_gen",
+            (ino, now, due, journal, journal_gen),
         )
+
+    def journaled(self, ino: int) -> tuple[bytes, int] | None:
+        """The content journaled in ``ino``'s job and its write generation, or None."""
+        row = self.db.execute(
+            "SELECT journal, journal_gen FROM upload_jobs WHERE ino=? AND journal IS NOT NULL",
+            (ino,)).fetchone()
+        return None if row is None else (bytes(row[0]), int(row[1]))
+
+    def journaled_inodes(self) -> list[int]:
+        """Inodes whose job holds journaled content (mount recovery)."""
+        return [r[0] for r in self.db.execute(
+            "SELECT ino FROM upload_jobs WHERE journal IS NOT NULL")]
 
     def upload_jobs(self, now: float | None = None, limit: int = -1) -> list[sqlite3.Row]:
         """Jobs due at ``now`` (all jobs when ``now`` is None), oldest first, at most
-        ``limit`` (-1 = all)."""
+        ``limit`` (-1 = all): ``ino``, ``attempts`` and the inode's ``size`` (0 for a
+        deleted inode; the journal is not read here)."""
+        select = ("SELECT j.ino, j.queued_at, j.attempts, j.next_try, j.last_error,"
+                  " COALESCE(i.size, 0) AS size FROM upload_jobs j LEFT JOIN inodes i USING (ino)")
         if now is None:
             return self.db.execute(
-                "SELECT * FROM upload_jobs ORDER BY queued_at LIMIT ?", (limit,)).fetchall()
+                f"{select} ORDER BY j.queued_at LIMIT ?", (limit,)).fetchall()
         return self.db.execute(
-            "SELECT * FROM upload_jobs WHERE next_try <= ? ORDER BY queued_at LIMIT ?",
+            f"{select} WHERE j.next_try <= ? ORDER BY j.queued_at LIMIT ?",
             (now, limit),
         ).fetchall()
 
@@ -345,7 +456,8 @@ class MetadataStore:
             "SELECT COUNT(*), COALESCE(SUM(i.size), 0), COALESCE(SUM(j.attempts > 0), 0)"
             " FROM upload_jobs j LEFT JOIN inodes i USING (ino)").fetchone()
         rows = self.db.execute(
-            "SELECT j.*, COALESCE(i.size, 0) AS size FROM upload_jobs j"
+            "SELECT j.ino, j.queued_at, j.attempts, j.next_try, j.last_error,"
+            " COALESCE(i.size, 0) AS size FROM upload_jobs j"
             " LEFT JOIN inodes i USING (ino) ORDER BY j.queued_at LIMIT ?", (limit,)).fetchall()
         return int(count), int(total), int(failing), rows
 
@@ -377,15 +489,144 @@ class MetadataStore:
             (time.time() + retry_in, error, ino),
         )
 
+    def upload_sending(self, ino: int, checksum: str, gen: int) -> None:
+        """An attempt is about to send content ``checksum`` of write generation ``gen``
+        (committed, not synced: it matters after a kill of the mount; see
+        ``already_uploaded``)."""
+        self.db.execute("UPDATE upload_jobs SET sent_checksum=?, sent_gen=? WHERE ino=?",
+                        (checksum, gen, ino))
+
     def upload_done(self, ino: int) -> None:
         self.recovered.pop(ino, None)
         self.db.execute("DELETE FROM upload_jobs WHERE ino=?", (ino,))
 
     def already_uploaded(self, inode: Inode, checksum: str | None, gen: int | None = None,
                          ) -> bool:
-        """Whether cloud content ``checksum`` is exactly what ``inode`` has queued since
-        the mount started (``recovered``; ``gen``: the write generation being uploaded,
-        default the inode's): an upload of the previous mount landed unrecorded."""
+        """Whether cloud content ``checksum`` is content of ``inode`` that the previous
+        mount sent and died before recording (only for jobs queued since the mount
+        started, ``recovered``): with ``gen`` (the uploader: the write generation it is
+        about to send), exactly that generation, which then need not be sent again;
+        without (the syncer), that generation or an older one whose upload was in
+        flight while the file was written again (``upload_sending``): either way our
+        own content, the new base to upload over, not another device's change."""
         known = self.recovered.get(inode.ino)
-        return (known is not None and checksum is not None and known[0] == checksum
-                and known[1] == (inode.write_gen if gen is None else gen))
+        if known is None or checksum is None:
+            return False
+        if known == (checksum, inode.write_gen if gen is None else gen):
+            return True
+        row = self.db.execute("SELECT sent_checksum, sent_gen FROM upload_jobs WHERE ino=?",
+                              (inode.ino,)).fetchone()
+        if row is None or row[0] != checksum:
+            return False
+        return gen is None or row[1] == gen
+
+
+# Fullview staging -------------------------------------------------------------------------
+
+STAGED_DELETED, STAGED_FOLDER, STAGED_FILE = 0, 1, 2  # kinds, in the order they apply
+_BULK_BATCH = 5000  # rows per executemany of a bulk load
+_STAGE_BATCH = 2000  # staged rows read at a time
+
+
+@dataclass(slots=True)
+class RemoteItem:
+    """What the mount keeps of a cloud file or folder of a fullview (a staged row)."""
+
+    path: str
+    size: int = 0
+    checksum: str | None = None
+    version: int | None = None
+    mtime_ns: int = 0  # versionCreated; 0 = unknown
+    favorite: bool = False
+    tags: str | None = None
+    uri: str | None = None
+    mime_type: str | None = None
+    content_token: str | None = None
+
+
+def _split(path: str) -> tuple[str, str]:
+    """``/a/b/c.txt`` -> (``/a/b``, ``c.txt``); the root is ``""``."""
+    cut = path.rfind("/")
+    return (path[:cut] if cut > 0 else ""), path[cut + 1:]
+
+
+def parse_time_ns(text: str | None) -> int:
+    """An ISO 8601 time of the wire (``2015-12-21T10:45:54.634Z``) in nanoseconds since
+    the epoch; 0 when missing or unreadable."""
+    if not text:
+        return 0
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    return int(dt.timestamp() * 1_000_000_000)
+
+
+class FullviewStage:
+    """A fullview answer kept on disk while it streams in (a ``vzcloud.sdk.fullview``
+    sink): the mount's memory follows one batch, not the account. Rows go to a TEMP table
+    of the metadata connection (the temporary database, not the cache's file), and are
+    read back in the order they apply: deleted paths, folders, files (the answer may list
+    them in any order). Used from the mount's trio thread only, like the store."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS fullview_stage (n INTEGER PRIMARY KEY,"
+            " kind INTEGER NOT NULL, path TEXT NOT NULL,"
+            " parent TEXT, name TEXT,"  # path split at its last '/' ("" = the root)
+            " size INTEGER, checksum TEXT,"
+            " version INTEGER, mtime_ns INTEGER, favorite INTEGER, tags TEXT, uri TEXT,"
+            " mime_type TEXT, content_token TEXT)")
+        db.execute("CREATE INDEX IF NOT EXISTS temp.fullview_stage_kind"
+                   " ON fullview_stage(kind, n)")
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget everything staged."""
+        self.db.execute("DELETE FROM fullview_stage")
+
+    close = restart
+
+    def add(self, files: Sequence[CloudFile], folders: Sequence[CloudFolder],
+            deleted: Sequence[str]) -> None:
+        rows: list[tuple[object, ...]] = [
+            (STAGED_DELETED, path, None, None, None, None, None, None, None, None, None,
+             None, None) for path in deleted]
+        rows += [(STAGED_FOLDER, d.path, *_split(d.path), 0, None, d.version, 0,
+                  int(bool(d.favorite)), d.tags, d.uri, None, None) for d in folders]
+        rows += [(STAGED_FILE, f.path, *_split(f.path), f.size, f.checksum, f.version,
+                  parse_time_ns(f.version_created), int(bool(f.favorite)), f.tags, f.uri,
+                  f.mime_type, f.content_token) for f in files]
+        self.db.executemany(
+            "INSERT INTO fullview_stage (kind, path, parent, name, size, checksum, version,"
+            " mtime_ns, favorite, tags, uri, mime_type, content_token)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def count(self, kind: int) -> int:
+        return int(self.db.execute(
+            "SELECT COUNT(*) FROM fullview_stage WHERE kind=?", (kind,)).fetchone()[0])
+
+    def items(self, kind: int) -> Iterator[RemoteItem]:
+        """The staged items of one kind, in the answer's order, a batch at a time (the
+        caller may write to the store meanwhile)."""
+        after = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT n, path, size, checksum, version, mtime_ns, favorite, tags, uri,"
+                " mime_type, content_token FROM fullview_stage WHERE kind=? AND n>?"
+                " ORDER BY n LIMIT ?", (kind, after, _STAGE_BATCH)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield RemoteItem(row[1], row[2] or 0, row[3], row[4], row[5] or 0,
+                                 bool(row[6]), row[7], row[8], row[9], row[10])
+            after = rows[-1][0]
+
+    def deleted(self) -> list[str]:
+        """Deleted paths where nothing new lives again: a delta lists a path as deleted
+        even when it was re-created or moved over since (that item is updated instead)."""
+        return [row[0] for row in self.db.execute(
+            "SELECT path FROM fullview_stage WHERE kind=? AND path NOT IN"
+            " (SELECT path FROM fullview_stage WHERE kind>?) ORDER BY n",
+            (STAGED_DELETED, STAGED_DELETED))]

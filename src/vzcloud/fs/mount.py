@@ -21,8 +21,10 @@ delta since the saved etag, or start from the cached tree when the cloud is unre
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import re
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,12 +43,14 @@ from vzcloud.fs.remote import Remote
 from vzcloud.fs.special import CloudMarks, SpecialDirs
 from vzcloud.fs.staging import StagingArea
 from vzcloud.fs.sync import Syncer
-from vzcloud.fs.uploads import Uploader, sha256_file
+from vzcloud.fs.uploads import Uploader, restore_journaled, sha256_file
 from vzcloud.fs.xattrs import Xattrs
 
 log = logging.getLogger("vzcloud.fs.mount")
 
 RACED_RETRY = 1.0  # seconds before asking again for a fullview that raced a local change
+MALLOC_ARENAS = 2  # glibc malloc arenas of the mount process (see ``limit_malloc_arenas``)
+_M_ARENA_MAX = -8  # mallopt() parameter number, from glibc's <malloc.h>
 
 
 class MountError(Exception):
@@ -85,6 +89,22 @@ class MountParts:
         self.meta.close()
 
 
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas, as ``MALLOC_ARENA_MAX`` would (unless that is set: the
+    user's choice wins). By default each thread that allocates may get an arena of its
+    own (up to 8 per core), and memory freed in one is not reused by another: the mount's
+    worker threads (reads, hashing, uploads) left a 1 GiB read at 237 MiB of RSS, 142 MiB
+    with two arenas. Call it before the process starts threads (it holds for arenas made
+    afterwards). False where it does not apply (not glibc)."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
+
+
 def build(config: MountConfig, remote: Remote, notifier: Notifier | None = None) -> MountParts:
     """Open the cache directory and wire the filesystem's pieces together."""
     cache = config.cache_dir
@@ -113,7 +133,9 @@ def _recover(meta: MetadataStore, staging: StagingArea) -> None:
     """Tidy what the previous mount left: inodes unlinked while open go; staged content
     that was written but never queued (the mount died with the file open) is queued, so
     nothing written is lost; staging files of clean inodes go. Queued content is hashed
-    (``MetadataStore.recovered``), so an upload that landed unrecorded is recognised."""
+    (``MetadataStore.recovered``), so an upload that landed unrecorded is recognised.
+    First, journaled content is written back into staging files a power loss damaged."""
+    restore_journaled(meta, staging)
     for ino in meta.detached():
         meta.delete(ino)
         staging.remove(ino)
@@ -183,6 +205,64 @@ def fuse_options(config: MountConfig) -> set[str]:
     return opts
 
 
+READ_AHEAD_KB = 8192  # the mount's kernel readahead (the kernel's default: 128 KiB)
+
+
+def tune_readahead(mountpoint: str, kb: int = READ_AHEAD_KB) -> bool:
+    """Raise the kernel's readahead of the FUSE mount at ``mountpoint`` (an absolute path
+    without symlinks, resolved before mounting) to ``kb``: its bdi's ``read_ahead_kb``.
+    Buffered reads then reach the filesystem as requests of up to ``max_pages`` (1 MiB
+    with libfuse 3.14), several in flight, instead of 128 KiB ones. Call it once the
+    kernel's FUSE_INIT is answered (``_tune_when_answering``): the answer sets the
+    readahead again. Only root may; when not permitted (or the mount is not found) this
+    logs why and returns False, and the mount works as before.
+
+    The mount is found in /proc/self/mountinfo (its device number names its bdi) rather
+    than with a stat, which never waits for the FUSE loop.
+    """
+    target = mountpoint
+    device = None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and _unescape_mountinfo(fields[4]) == target:
+                    device = fields[2]  # the last one wins: mounts stack
+    except OSError as exc:
+        log.info("readahead left as is: cannot read the mount table: %s", exc)
+        return False
+    if device is None:
+        log.info("readahead left as is: %s is not in the mount table", target)
+        return False
+    setting = Path("/sys/class/bdi") / device / "read_ahead_kb"
+    try:
+        setting.write_text(str(kb))
+    except OSError as exc:
+        log.info("readahead left as is (%s: %s)", setting, exc.strerror or exc)
+        return False
+    log.debug("readahead of %s set to %d KiB", target, kb)
+    return True
+
+
+async def _tune_when_answering(mountpoint: str) -> None:
+    """``tune_readahead`` once the kernel's FUSE_INIT is answered (it sets the bdi's
+    readahead to what the filesystem accepts, undoing an earlier change): a stat of the
+    mountpoint, in a worker thread, returns only after that."""
+    try:
+        await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
+    except OSError as exc:
+        log.info("readahead left as is: %s", exc)
+        return
+    tune_readahead(mountpoint)
+
+
+def _unescape_mountinfo(field: str) -> str:
+    """A mountinfo path field with its octal escapes (\\040 for a space...) decoded."""
+    if "\\" not in field:
+        return field
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 async def poll_changes(parts: MountParts, interval: float) -> None:
     """Apply fullview deltas every ``interval`` seconds, or at once when a sync is
     requested (``Syncer.request_sync``: SIGHUP, ``vzcloud refresh``). Errors are logged,
@@ -245,6 +325,7 @@ async def run_mount(
     """Mount until unmounted or signalled, then drain the upload queue (see the module
     docstring). ``ready()`` is called once the filesystem is mounted. Returns how many
     uploads are left queued (0 after a full drain)."""
+    limit_malloc_arenas()  # before the first worker thread
     parts = build(config, remote, KernelNotifier())
     stop = _Stop()
     recent = control.RecentErrors().install()
@@ -272,12 +353,15 @@ async def _run(parts: MountParts, config: MountConfig, stop: _Stop,
             return parts.uploader.pending()
         await nursery.start(parts.uploader.run)
         parts.core.nursery = nursery
+        # Resolved before mounting: resolving it after would stat the mount itself.
+        mountpoint = await trio.to_thread.run_sync(os.path.realpath, config.mountpoint)
         pyfuse3.init(Operations(parts.core), str(config.mountpoint), fuse_options(config))
         stop.mounted = True
         stop.phase = "mounted"
         try:
             async with trio.open_nursery() as fuse_tasks:
                 fuse_tasks.start_soon(poll_changes, parts, config.poll_interval)
+                fuse_tasks.start_soon(_tune_when_answering, mountpoint)
                 log.info("mounted at %s", config.mountpoint)
                 if ready is not None:
                     ready()

@@ -2,8 +2,9 @@
 
 Nothing else lives here. Every handler goes through ``_guard``, so no exception but
 FUSEError ever leaves a handler (any other would end ``pyfuse3.main`` and kill the
-mount): OSError and CloudError become their errno through ``errno_map``; anything else is
-logged with its traceback and becomes EIO. ``_guard`` also tells the core a request came
+mount): OSError, CloudError and disk-level SQLite errors (a full cache disk: ENOSPC)
+become their errno through ``errno_map.known_errno``; anything else is logged with its
+traceback and becomes EIO. ``_guard`` also tells the core a request came
 (``core.busy``: background uploads hold back while programs use the mount).
 """
 
@@ -16,12 +17,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import pyfuse3
-import trio
 
 from vzcloud.api.errors import CloudError
 from vzcloud.fs.core import FilesystemCore, Notifier
-from vzcloud.fs.errno_map import failure_text, to_errno
+from vzcloud.fs.errno_map import failure_text, known_errno
 from vzcloud.fs.metadata import SPECIAL_INO_BASE, Inode
+from vzcloud.fs.xattrs import ENOATTR, PREFIX
+
+CLOUD_XATTR_PREFIX = PREFIX.encode("utf-8")  # every attribute the mount has starts so
 
 log = logging.getLogger("vzcloud.fs.ops")
 
@@ -38,20 +41,18 @@ def _guard(fn: F) -> F:
             return await fn(self, *args)
         except pyfuse3.FUSEError:
             raise
-        except (OSError, CloudError) as exc:
-            code = to_errno(exc)
+        except Exception as exc:  # trio.Cancelled is a BaseException: it passes
+            code = known_errno(exc)
+            if code is None:
+                log.exception("%s failed unexpectedly", fn.__name__)
+                raise pyfuse3.FUSEError(errno.EIO) from None
             # Refusals of a bad request are the caller's business; failures to reach or
-            # use the cloud are worth a line.
+            # use the cloud or the cache disk are worth a line.
             level = logging.WARNING if isinstance(exc, CloudError) or code in _NOTEWORTHY \
                 else logging.DEBUG
             log.log(level, "%s%r: %s (errno %s)", fn.__name__, args[:2], failure_text(exc),
                     errno.errorcode.get(code, code))
             raise pyfuse3.FUSEError(code) from None
-        except trio.Cancelled:
-            raise
-        except Exception:
-            log.exception("%s failed unexpectedly", fn.__name__)
-            raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -255,8 +256,16 @@ class Operations(pyfuse3.Operations):
         s.f_namemax = 255
         return s
 
-    @_guard
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        # ls -l asks for security.selinux and system.posix_acl_access of every entry, and
+        # writes ask for security.capability: names the mount never has, refused here
+        # before ``_guard``, the core and their error path.
+        if not name.startswith(CLOUD_XATTR_PREFIX):
+            raise pyfuse3.FUSEError(ENOATTR)
+        return await self._getxattr(inode, name)
+
+    @_guard
+    async def _getxattr(self, inode: int, name: bytes) -> bytes:
         return await self.core.getxattr(inode, name)
 
     @_guard

@@ -7,6 +7,7 @@ failures as ``NetworkError``), which ``fs.errno_map`` turns into errno values.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Protocol
 
@@ -15,19 +16,26 @@ from vzcloud.api.endpoints import MAX_COUNT
 from vzcloud.api.errors import BadRequestError
 from vzcloud.api.models import Account, CloudFile, CloudFolder, FolderListing, FullviewResult
 from vzcloud.sdk.async_cloud import AsyncCloud
+from vzcloud.sdk.fullview import FullviewSink
 
 
 class Remote(Protocol):
     async def account(self) -> Account: ...
 
-    async def fullview(self, etag: str | None) -> FullviewResult: ...
+    async def fullview(self, etag: str | None, sink: FullviewSink | None = None,
+                       ) -> FullviewResult:
+        """Everything, or what changed since ``etag``; with a ``sink`` the items stream
+        to it in batches instead (see ``vzcloud.sdk.fullview``)."""
+        ...
 
     async def read_range(self, path: str, start: int, end: int) -> tuple[bytes, str | None]:
         """Bytes ``[start, end)`` of the file at ``path`` and the content's checksum
         (the response ETag), so the caller can tell if the file changed under it."""
         ...
 
-    async def upload(self, local: Path, parent_path: str, name: str) -> CloudFile: ...
+    async def upload(self, local: Path | bytes, parent_path: str, name: str) -> CloudFile:
+        """Upload a local file, or content held in memory (small files)."""
+        ...
 
     async def file_metadata(self, path: str) -> CloudFile: ...
 
@@ -85,14 +93,16 @@ class CloudRemote:
     async def account(self) -> Account:
         return await self.cloud.account()
 
-    async def fullview(self, etag: str | None) -> FullviewResult:
-        return await self.cloud.fullview(etag)
+    async def fullview(self, etag: str | None, sink: FullviewSink | None = None,
+                       ) -> FullviewResult:
+        return await self.cloud.fullview(etag, sink=sink)
 
     async def read_range(self, path: str, start: int, end: int) -> tuple[bytes, str | None]:
         return await self.cloud.fetch_range(path, start, end - start)
 
-    async def upload(self, local: Path, parent_path: str, name: str) -> CloudFile:
-        return await self.cloud.upload(str(local), parent_path, name)
+    async def upload(self, local: Path | bytes, parent_path: str, name: str) -> CloudFile:
+        source = io.BytesIO(local) if isinstance(local, bytes) else str(local)
+        return await self.cloud.upload(source, parent_path, name)
 
     async def file_metadata(self, path: str) -> CloudFile:
         result = await self.cloud.file_metadata(path)

@@ -27,23 +27,37 @@ the cloud shows that file where it no longer is). Such an answer is dropped, eta
 all, and the next poll asks again.
 
 Apply order, as the protocol requires: deleted paths first, then folders, then files.
+
+Memory: the answer streams from the SDK (``fullview(etag, sink=...)``) into an on-disk
+stage (``metadata.FullviewStage``, a TEMP table) and is applied from there, a batch at a
+time; a first load into an empty cache is inserted in bulk (``MetadataStore.bulk_load``).
+So the mount's memory follows a batch, not the account (a 100,000-file first load peaked
+at ~300 MiB holding the whole document and its models; ~60 MiB staged).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import trio
 
 from vzcloud.api import paths as P
 from vzcloud.api.errors import CloudError, OutOfSyncError
-from vzcloud.api.models import CloudFile, CloudFolder, FolderListing, FullviewResult
+from vzcloud.api.models import CloudFile, CloudFolder, FolderListing
+from vzcloud.fs import metadata
 from vzcloud.fs.core import Notifier
-from vzcloud.fs.metadata import ROOT_INODE, Inode, MetadataStore
+from vzcloud.fs.metadata import (
+    ROOT_INODE,
+    STAGED_FILE,
+    STAGED_FOLDER,
+    FullviewStage,
+    Inode,
+    MetadataStore,
+    RemoteItem,
+)
 from vzcloud.fs.remote import Remote
 
 log = logging.getLogger("vzcloud.fs.sync")
@@ -53,13 +67,8 @@ CONFLICT_TIME = "%Y-%m-%d %H%M%S"  # UTC, in the names of conflict copies
 
 
 def parse_time_ns(text: str | None) -> int:
-    if not text:
-        return time.time_ns()
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return time.time_ns()
-    return int(dt.timestamp() * 1_000_000_000)
+    """A wire time in nanoseconds since the epoch; now when missing or unreadable."""
+    return metadata.parse_time_ns(text) or time.time_ns()
 
 
 def suffixed(name: str, suffix: str) -> str:
@@ -164,16 +173,26 @@ class Syncer:
         return changes
 
     async def _fetch_and_apply(self) -> Changes | None:
+        stage = self.meta.stage()
+        try:
+            return await self._fetch_and_apply_staged(stage)
+        finally:
+            stage.close()
+
+    async def _fetch_and_apply_staged(self, stage: FullviewStage) -> Changes | None:
+        # The answer streams into ``stage`` (on disk): a whole account never sits in
+        # memory, as a document or as models.
         etag = self.meta.get_state("etag")
         seq = self.meta.local_seq
         try:
-            result = await self.remote.fullview(etag)
+            result = await self.remote.fullview(etag, sink=stage)
         except OutOfSyncError:
             log.warning("fullview etag too old: resyncing everything (local changes still "
                         "queued are kept)")
             etag = None
             seq = self.meta.local_seq
-            result = await self.remote.fullview(None)
+            stage.restart()
+            result = await self.remote.fullview(None, sink=stage)
         full = etag is None
         # A whole snapshot lists only folders without files: the favorite folders come
         # from the favorites listing (fetched before the race check, which covers it).
@@ -186,7 +205,13 @@ class Syncer:
         if result.changed:
             try:
                 with self.meta.tx():
-                    changes = self.apply(result, full=full)
+                    if full and self.meta.is_empty():
+                        # A first load: nothing local to merge with, so insert in bulk.
+                        self.meta.bulk_load(stage, self.progress)
+                    else:
+                        changes = self.apply(stage.deleted(), stage.items(STAGED_FOLDER),
+                                             stage.items(STAGED_FILE),
+                                             stage.count(STAGED_FILE), full=full)
                     if favorites is not None:
                         self._apply_folder_favorites(favorites)
                     self.meta.set_state("etag", result.etag)
@@ -201,12 +226,11 @@ class Syncer:
     async def apply_items(self, items: list[CloudFile | CloudFolder]) -> None:
         """Apply items just got from the cloud (a restored one) at once, from a FUSE
         handler: the kernel is told by the poller."""
-        result = FullviewResult(
-            files=[i for i in items if isinstance(i, CloudFile)],
-            empty_folders=[i for i in items if isinstance(i, CloudFolder)])
+        files = [_remote_item(i) for i in items if isinstance(i, CloudFile)]
+        folders = [_remote_item(i) for i in items if isinstance(i, CloudFolder)]
         try:
             with self.meta.tx():
-                changes = self.apply(result, full=False)
+                changes = self.apply([], folders, files, len(files), full=False)
         except _Raced:
             return  # the next sync brings them
         self.meta.note_local_change()
@@ -251,27 +275,29 @@ class Syncer:
             if inode.is_dir and inode.ino not in marked:
                 self.meta.update(inode.ino, favorite=0)
 
-    def apply(self, result: FullviewResult, full: bool) -> Changes:
-        """Apply a fullview (a whole snapshot when ``full``) inside the caller's transaction."""
+    def apply(self, deleted: list[str], folders: Iterable[RemoteItem],
+              files: Iterable[RemoteItem], file_count: int, full: bool) -> Changes:
+        """Apply a fullview (a whole snapshot when ``full``) inside the caller's
+        transaction: ``deleted`` paths (only those where nothing new lives again: a
+        delta lists a path as deleted even when it was re-created or moved over since,
+        see ``FullviewStage.deleted``), then the listed folders, then the files."""
         changes = Changes()
         seen: set[int] = {ROOT_INODE}
-        # A delta lists a path as deleted even when something new lives there again
-        # (deleted, then re-created or moved over): those are updated, not removed.
-        live = {f.path for f in result.files} | {d.path for d in result.empty_folders}
-        for path in result.deleted:
-            if path not in live:
-                self._delete_path(path, changes)
-        for folder in result.empty_folders:
+        for path in deleted:
+            self._delete_path(path, changes)
+        for folder in folders:
             seen.update(self._ensure_dirs(P.split_path(folder.path), changes))
             inode = self.meta.resolve(P.split_path(folder.path))
             if inode is not None:
                 self._set_folder_attrs(inode, folder)
-        for done, f in enumerate(result.files):
+        done = 0
+        for f in files:
             if self.progress is not None and done % PROGRESS_EVERY == 0:
-                self.progress(done, len(result.files))
+                self.progress(done, file_count)
             seen.update(self._apply_file(f, changes))
+            done += 1
         if self.progress is not None:
-            self.progress(len(result.files), len(result.files))
+            self.progress(done, done)
         if full:
             self._sweep(seen, changes)
         return changes
@@ -335,11 +361,11 @@ class Syncer:
             parent = inode.ino
         return inos
 
-    def _set_folder_attrs(self, inode: Inode, folder: CloudFolder) -> None:
+    def _set_folder_attrs(self, inode: Inode, folder: CloudFolder | RemoteItem) -> None:
         self.meta.update(inode.ino, remote=1, favorite=int(bool(folder.favorite)),
                          tags=folder.tags, uri=folder.uri, version=folder.version)
 
-    def _apply_file(self, f: CloudFile, changes: Changes) -> list[int]:
+    def _apply_file(self, f: RemoteItem, changes: Changes) -> list[int]:
         parts = P.split_path(f.path)
         try:
             dirs = self._ensure_dirs(parts[:-1], changes)
@@ -351,7 +377,7 @@ class Syncer:
         inode = self.meta.lookup(parent, name)
         attrs = dict(
             size=f.size, checksum=f.checksum, version=f.version, remote=1,
-            mtime_ns=parse_time_ns(f.version_created), favorite=int(bool(f.favorite)),
+            mtime_ns=f.mtime_ns or time.time_ns(), favorite=int(bool(f.favorite)),
             tags=f.tags, uri=f.uri, mime_type=f.mime_type, content_token=f.content_token,
         )
         if inode is not None and inode.is_dir:
@@ -434,3 +460,13 @@ class Syncer:
                     continue
                 changes.removed.append((ino, child.name or "", child.ino))
                 self._detach_tree(child, changes)
+
+
+def _remote_item(item: CloudFile | CloudFolder) -> RemoteItem:
+    """A file or folder got from the cloud as the syncer applies it."""
+    if isinstance(item, CloudFolder):
+        return RemoteItem(item.path, version=item.version, favorite=bool(item.favorite),
+                          tags=item.tags, uri=item.uri)
+    return RemoteItem(item.path, item.size, item.checksum, item.version,
+                      metadata.parse_time_ns(item.version_created), bool(item.favorite),
+                      item.tags, item.uri, item.mime_type, item.content_token)

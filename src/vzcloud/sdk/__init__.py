@@ -1,6 +1,7 @@
 """The SDK: ``Cloud`` (sync) and ``AsyncCloud`` (async, trio or asyncio).
 
-Layout: ``flows`` (the call flow as generators: retries, token refresh), ``transfer``
+Layout: ``flows`` (the call flow as generators: retries, token refresh), ``fullview``
+(a fullview streamed and parsed piece by piece), ``transfer``
 (streaming uploads and downloads), ``methods`` (the seed's methods, declared once),
 ``cloud`` and ``async_cloud`` (the two drivers, which differ only in how they send).
 Requests and responses are built and parsed by ``vzcloud.api.protocol``.

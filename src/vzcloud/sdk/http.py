@@ -4,6 +4,7 @@ turns transport exceptions into ``TransportFailure`` (as httpx's own
 
 from __future__ import annotations
 
+import httpcore
 import httpx
 
 from vzcloud.api import errors as E
@@ -13,6 +14,14 @@ from vzcloud.sdk.flows import CONNECT_FAILED, TransportFailure
 # Generous read/write timeouts: a 16 MiB chunk on a slow uplink takes a while.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=120.0, write=120.0, pool=120.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+
+# httpcore receives a response body 64 KiB at a time, each read a trip through the event
+# loop and h11; 1 MiB reads (what the socket has, up to that) cost far less per byte
+# (measured on the mount: a cold 384 MiB sequential read took 4.2 s instead of 6.2 s).
+# httpcore offers no option for it, only this class attribute of its connections.
+RECEIVE_SIZE = 1 << 20
+httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = RECEIVE_SIZE
+httpcore.HTTP11Connection.READ_NUM_BYTES = RECEIVE_SIZE
 
 # Exceptions raised before a single byte of the request could have reached the server.
 _NEVER_SENT: tuple[type[httpx.TransportError], ...] = (

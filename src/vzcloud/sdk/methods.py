@@ -52,6 +52,7 @@ from vzcloud.sdk.flows import (
     call_flow,
     token_flow,
 )
+from vzcloud.sdk.fullview import FullviewSink, fullview_flow
 from vzcloud.sdk.transfer import (
     CHUNK_THRESHOLD,
     DEFAULT_CHUNK_SIZE,
@@ -466,11 +467,18 @@ class SeedMethods:
         return own
 
     @op
-    def fullview(self, etag: str | None = None) -> Flow[FullviewResult]:
+    def fullview(self, etag: str | None = None, *, sink: FullviewSink | None = None,
+                 ) -> Flow[FullviewResult]:
         """Everything (no ``etag``) or what changed since ``etag``: ``files``,
         ``empty_folders``, ``deleted`` paths and the new ``etag``. Nothing changed:
         ``changed`` is False and ``etag`` the one given. OutOfSyncError: the etag is too
-        old; start over without one."""
+        old; start over without one.
+
+        ``sink``: the answer is streamed and its items handed to ``sink.add`` in
+        batches as they are parsed (memory follows a batch, not the account; see
+        ``vzcloud.sdk.fullview``); the result then holds no items."""
+        if sink is not None:
+            return fullview_flow(self._session, {ETAG_HEADER: etag}, sink)
         return call_flow(self._session, "fullview", {ETAG_HEADER: etag})
 
     @op

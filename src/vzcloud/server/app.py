@@ -42,6 +42,7 @@ from vzcloud.server.blobs import BlobStore
 from vzcloud.server.config import ServerConfig
 from vzcloud.server.content import recover
 from vzcloud.server.faults import Faults
+from vzcloud.server.login_limit import LoginLimiter
 from vzcloud.server.params import check_url_text, parse_args, parse_json_body
 from vzcloud.server.routes import HANDLERS
 from vzcloud.server.store import Account, Store
@@ -68,6 +69,7 @@ class CloudServer:
         self.store = Store(config.data_dir / "cloud.db")
         self.faults = Faults(store=self.store)  # tests only; see vzcloud.server.faults
         self.blobs = BlobStore(config.data_dir, check_space=self.faults.check_disk)
+        self.login_limiter = LoginLimiter(config)  # password guessing at the sign-in page
         # Leftovers of a crash or of abandoned uploads (see vzcloud.server.content).
         recover(self.store, self.blobs, config)
 

@@ -25,6 +25,10 @@ class ServerConfig:
     access_token_ttl: float = 9 * 3600
     refresh_token_ttl: float = 14 * 86400
     auth_code_ttl: float = 600
+    # Sign-in page: failed passwords per account and per client address allowed within
+    # login_window seconds before it is locked for login_window (see server.login_limit).
+    login_max_failures: int = 5
+    login_window: float = 300.0
     upload_ttl: float = 24 * 3600
     # Change-log rows kept per account; an etag older than what is kept gets 205.
     change_log_retention: int = 200_000

@@ -15,16 +15,21 @@ Change-log retention: each call first prunes the account's log to the newest
 ``config.change_log_retention`` rows, raising ``log_floor`` (so retention is enforced
 whenever a client syncs; the log only grows by one small row per change in between).
 
-Paths are computed in memory from one read of the account's rows (``tree.Snapshot``), so
-a 100k-item account costs one query, not one per item. Rows, changes and the etag are read
+A whole view is streamed as it is made (``_streamed_body``), so a client's parsing overlaps
+the server's work. Paths are computed in memory: a whole view from one read of the account's rows
+(``tree.Snapshot``), so a 100k-item account costs one query, not one per item; a delta
+from the changed rows and their ancestors only (``Snapshot.of_items``, reached through
+the change log's (account_id, seq) index), so its cost follows the number of changes. Rows, changes and the etag are read
 in one transaction, so the etag matches the listing exactly.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from vzcloud.api.errors import BadRequestError, CloudError, OutOfSyncError
 from vzcloud.server import tree
@@ -34,6 +39,7 @@ from vzcloud.server.store import Account, Store
 from vzcloud.server.tree import Snapshot
 
 ETAG_HEADER = "X-Header-ETag"
+STREAM_ITEMS = 1000  # items per piece of a streamed whole view
 
 
 def _folders_with_files(snap: Snapshot) -> set[int]:
@@ -49,11 +55,6 @@ def _folders_with_files(snap: Snapshot) -> set[int]:
     return out
 
 
-def _live_child_count(snap: Snapshot, folder_id: int) -> int:
-    # Children of a live folder are live unless trashed themselves.
-    return sum(1 for c in snap.children.get(folder_id, ()) if c["trashed"] is None)
-
-
 def _in_scope(path: str, scope: str | None) -> bool:
     return scope is None or path == scope or path.startswith(scope + "/")
 
@@ -66,21 +67,41 @@ def _parse_etag(etag: str) -> tuple[str, int]:
     return epoch, int(seq)
 
 
-def _models(store: Store, account: Account, snap: Snapshot, ids: list[int],
-            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Wire JSON of items by id, split into files and folders, each sorted by path."""
-    files: list[tuple[str, dict[str, Any]]] = []
-    folders: list[tuple[str, dict[str, Any]]] = []
-    for item_id in ids:
-        row = snap.rows[item_id]
-        model = store.to_model(
-            account, row, parent_path=snap.path(row["parent_id"]),
-            count=_live_child_count(snap, item_id) if row["is_folder"] else None,
-        )
-        (folders if row["is_folder"] else files).append((snap.path(item_id), model.to_json()))
-    files.sort(key=lambda pm: pm[0])
-    folders.sort(key=lambda pm: pm[0])
-    return [m for _, m in files], [m for _, m in folders]
+def _sorted(snap: Snapshot, ids: list[int]) -> tuple[list[int], list[int]]:
+    """``ids`` split into files and folders, each sorted by path."""
+    files = sorted((i for i in ids if not snap.rows[i]["is_folder"]), key=snap.path)
+    folders = sorted((i for i in ids if snap.rows[i]["is_folder"]), key=snap.path)
+    return files, folders
+
+
+def _item_json(store: Store, account: Account, snap: Snapshot, item_id: int,
+               ) -> dict[str, Any]:
+    row = snap.rows[item_id]
+    return store.to_model(
+        account, row, parent_path=snap.path(row["parent_id"]),
+        count=snap.live_child_count(item_id) if row["is_folder"] else None,
+    ).to_json()
+
+
+def _dumps(value: Any) -> bytes:
+    # As Starlette's JSONResponse renders.
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None,
+                      separators=(",", ":")).encode("utf-8")
+
+
+def _streamed_body(store: Store, account: Account, snap: Snapshot, ids: list[int],
+                   ) -> Iterator[bytes]:
+    """The body of a whole view, made and sent a piece at a time: the client parses
+    (and a mount stores) the first items while later ones are still being made, and
+    the server never holds the whole document."""
+    files, folders = _sorted(snap, ids)
+    for key, part in (("file", files), ("folder", folders)):
+        yield b'{"data":{"file":[' if key == "file" else b'],"folder":['
+        for i in range(0, len(part), STREAM_ITEMS):
+            chunk = _dumps([_item_json(store, account, snap, item_id)
+                            for item_id in part[i:i + STREAM_ITEMS]])[1:-1]
+            yield chunk if i == 0 else b"," + chunk
+    yield b'],"deleted":{"path":[]}}}'
 
 
 @handler("fullview")
@@ -108,11 +129,20 @@ def fullview(ctx: Ctx, args: dict[str, Any]) -> Response:
                     "nothing changed since this etag", status=412, error="not_modified"))
                 response.headers[ETAG_HEADER] = given or ""
                 return response
-            changes = db.execute(
-                "SELECT item_id, deleted_path FROM changes WHERE account_id=? AND seq>?"
-                " ORDER BY seq", (account.id, since),
-            ).fetchall()
-        snap = Snapshot(store, account)
+            changed: dict[int, None] = {}  # ordered sets
+            gone: dict[str, None] = {}
+            for change in db.execute(
+                    "SELECT item_id, deleted_path FROM changes WHERE account_id=? AND seq>?"
+                    " ORDER BY seq", (account.id, since)):
+                if change["deleted_path"] is not None:
+                    gone[change["deleted_path"]] = None
+                elif change["item_id"] is not None:
+                    changed[change["item_id"]] = None
+            # A delta reads only the changed items and their ancestors (its cost follows
+            # the changes, not the account's size).
+            snap = Snapshot.of_items(store, account, changed)
+        else:
+            snap = Snapshot(store, account)
     etag = f"{store.epoch}-{last}"
 
     top_id: int | None = None
@@ -120,32 +150,28 @@ def fullview(ctx: Ctx, args: dict[str, Any]) -> Response:
     if args["virtualfolder"] is not None:
         top_id = tree.virtual_folder(store, account, args["virtualfolder"])["id"]
         scope = "/" + args["virtualfolder"]
-    virtual_folders = [
-        r["id"] for r in snap.children.get(account.root_id, ())
-        if r["trashed"] is None and (top_id is None or r["id"] == top_id)
-    ]
 
     deleted: list[str] = []
     if since is None:
+        virtual_folders = [
+            r["id"] for r in snap.children.get(account.root_id, ())
+            if r["trashed"] is None and (top_id is None or r["id"] == top_id)
+        ]
         with_files = _folders_with_files(snap)
         candidates = [*virtual_folders, *(r["id"] for r in snap.live_items(top_id))]
         ids = [i for i in candidates if not (snap.rows[i]["is_folder"] and i in with_files)]
     else:
-        changed: dict[int, None] = {}  # ordered sets
-        gone: dict[str, None] = {}
-        for change in changes:
-            path = change["deleted_path"]
-            if path is not None:
-                if _in_scope(path, scope):
-                    gone[path] = None
-            elif change["item_id"] is not None:
-                changed[change["item_id"]] = None
-        deleted = list(gone)
+        deleted = [path for path in gone if _in_scope(path, scope)]
         ids = [
             i for i in changed
             if i in snap.rows and snap.rows[i]["parent_id"] is not None
             and snap.trashed_at(i) is None and (top_id is None or snap.top(i) == top_id)
         ]
-    files, folders = _models(store, account, snap, ids)
-    body = {"data": {"file": files, "folder": folders, "deleted": {"path": deleted}}}
+    if since is None:
+        return StreamingResponse(_streamed_body(store, account, snap, ids),
+                                 media_type="application/json", headers={ETAG_HEADER: etag})
+    files, folders = _sorted(snap, ids)
+    body = {"data": {"file": [_item_json(store, account, snap, i) for i in files],
+                     "folder": [_item_json(store, account, snap, i) for i in folders],
+                     "deleted": {"path": deleted}}}
     return JSONResponse(body, headers={ETAG_HEADER: etag})

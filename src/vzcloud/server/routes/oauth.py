@@ -6,7 +6,9 @@
 - POST ``/oauth2/authorize``: the page's form. Checks client and redirect URI again (the
   form's hidden fields are attacker-controlled like any input) and the CSRF token; Deny
   redirects with ``error=access_denied``; Allow with a right password redirects with a
-  single-use ``code``; a wrong password shows the page again with 401.
+  single-use ``code``; a wrong password shows the page again with 401. Repeated wrong
+  passwords lock the account and the client's address for a while: 429 with
+  ``Retry-After`` (``vzcloud.server.login_limit``).
 - POST ``/oauth2/token``: client authentication (``client_id``/``client_secret``
   parameters or HTTP Basic), then the ``authorization_code`` or ``refresh_token`` grant
   (``vzcloud.server.auth`` holds the token rules). ``Cache-Control: no-store``.
@@ -149,6 +151,19 @@ def _redirect(redirect_uri: str, **params: str | None) -> Response:
                             headers={**_NO_STORE, "Referrer-Policy": "no-referrer"})
 
 
+def _too_many_attempts(request: Request, client: auth.RegisteredClient, args: dict[str, Any],
+                       csrf: str, wait: int) -> Response:
+    """429 with Retry-After while sign-ins are locked (``server.login_limit``): the page
+    again with the reason for browsers, the JSON error otherwise."""
+    description = (f"Too many failed sign-in attempts for this account or from this "
+                   f"address. Try again in {wait} seconds.")
+    if not _wants_html(request):
+        raise E.RateLimitedError(description, error="too_many_attempts", retry_after=wait)
+    response = _login_page(client, args, csrf, 429, description)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
 @handler("authorize")
 def authorize(ctx: Ctx, args: dict[str, Any]) -> Response:
     client = _verified_client(ctx, args)
@@ -173,9 +188,16 @@ def authorize_submit(ctx: Ctx, args: dict[str, Any]) -> Response:
         return _redirect(client.redirect_uri, error="access_denied", state=args["state"])
     if not args["username"] or not args["password"]:
         return _login_page(client, args, cookie, 400, "Enter your user name and password.")
+    limiter = ctx.cloud.login_limiter
+    address = ctx.request.client.host if ctx.request.client else ""
+    wait = limiter.retry_after(args["username"], address)
+    if wait is not None:
+        return _too_many_attempts(ctx.request, client, args, cookie, wait)
     account = auth.check_login(ctx.store, args["username"], args["password"])
     if account is None:
+        limiter.failed(args["username"], address)
         return _login_page(client, args, cookie, 401, "Wrong user name or password.")
+    limiter.succeeded(args["username"])
     code = auth.create_auth_code(
         ctx.store, ctx.cloud.config, client.client_id, account.id, client.redirect_uri
     )

@@ -6,9 +6,14 @@ expires after ``config.upload_ttl``. Unchunked: the POST body is the whole file,
 into a blob writer (hashed as written), verified against the intent's size and checksum
 and committed as a new file version (201 ``{"file"}``). Chunked: each POST stores chunk
 ``offset`` (1-based) as ``uploads/<id>/<offset>``; chunks may come in any order and in
-parallel, and re-sending one replaces it (written to a temporary name, then renamed, so a
-commit never sees half a chunk). The commit concatenates chunks 1..n into a blob writer,
-verifies size and checksum and commits like an unchunked upload.
+parallel, and re-sending one replaces it (written to a temporary name, fsynced, then
+renamed and the rename fsynced, so a commit never sees half a chunk and a chunk answered
+with 201 survives a crash or power loss). The commit concatenates chunks 1..n into a blob writer,
+verifies size and checksum and commits like an unchunked upload. So that the commit
+need not read and hash the whole file again, chunks are also appended to a blob writer
+as soon as they are complete in order (``_Assembly``: chunk n once 1..n-1 are in); the
+commit uses it when it holds exactly chunks 1..n. It is only a shortcut: the chunk files
+stay the truth, and a re-sent chunk already appended (or any failure) drops it.
 
 Request bodies are streamed: at most ~1 MiB is held in memory per request, and file work
 runs in worker threads (``anyio.to_thread``) so the event loop never blocks on disk.
@@ -22,6 +27,7 @@ import os
 import secrets
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +47,7 @@ from vzcloud.api.errors import (
 from vzcloud.api.models import UploadIntent
 from vzcloud.server import content
 from vzcloud.server.app import Ctx
-from vzcloud.server.blobs import COPY_BUFFER, HEX64
+from vzcloud.server.blobs import COPY_BUFFER, HEX64, BlobWriter, _fsync_dir
 from vzcloud.server.routes import handler
 from vzcloud.server.store import new_id
 
@@ -61,7 +67,97 @@ def _session(ctx: Ctx, upload_id: str) -> sqlite3.Row:
 def _end_session(ctx: Ctx, upload_id: str) -> None:
     with ctx.store.tx() as db:
         db.execute("DELETE FROM uploads WHERE id=?", (upload_id,))
+    _drop_assembly(upload_id)
     shutil.rmtree(content.upload_dir(ctx.cloud.config, upload_id), ignore_errors=True)
+
+
+class _Assembly:
+    """Chunks 1..next-1 of a chunked session, appended in order to ``writer`` (hashed on
+    the way). ``lock`` serialises appends; ``writer`` is None once dropped."""
+
+    def __init__(self, writer: BlobWriter, expires: float) -> None:
+        self.lock = threading.Lock()
+        self.writer: BlobWriter | None = writer
+        self.next = 1
+        self.expires = expires
+
+    def drop(self) -> None:
+        """Give up (caller holds ``lock``): the commit reads the chunk files instead."""
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
+
+_assemblies: dict[str, _Assembly] = {}  # by upload id (random, unique across clouds)
+_assemblies_lock = threading.Lock()
+
+
+def _drop_assembly(upload_id: str) -> None:
+    with _assemblies_lock:
+        assembly = _assemblies.pop(upload_id, None)
+    if assembly is not None:
+        with assembly.lock:
+            assembly.drop()
+
+
+def _assembly_for(ctx: Ctx, session: sqlite3.Row) -> _Assembly:
+    """The session's assembly, started if new; assemblies of sessions past their expiry
+    (never committed) are dropped on the way."""
+    now = time.time()
+    with _assemblies_lock:
+        expired = [k for k, a in _assemblies.items() if a.expires < now]
+        assembly = _assemblies.get(session["id"])
+        if assembly is None:
+            assembly = _Assembly(ctx.cloud.blobs.writer(), session["expires"])
+            _assemblies[session["id"]] = assembly
+    for upload_id in expired:
+        _drop_assembly(upload_id)
+    return assembly
+
+
+def _assemble(ctx: Ctx, session: sqlite3.Row, folder: Path, offset: int) -> None:
+    """Chunk ``offset`` was just placed: append every chunk that is now complete in
+    order (worker thread). Never fails the chunk's request: any error drops the
+    assembly."""
+    try:
+        assembly = _assembly_for(ctx, session)
+    except Exception:
+        return  # no writer (e.g. a full disk): the commit reads the chunk files
+    with assembly.lock:
+        writer = assembly.writer
+        if writer is None:
+            return
+        if offset < assembly.next:  # a re-sent chunk replaced one already appended
+            assembly.drop()
+            return
+        try:
+            while writer.size <= session["size"]:
+                try:
+                    f = open(folder / str(assembly.next), "rb")
+                except FileNotFoundError:
+                    return
+                with f:
+                    while block := f.read(COPY_BUFFER):
+                        writer.write(block)
+                assembly.next += 1
+        except Exception:
+            assembly.drop()
+
+
+def _take_assembly(upload_id: str, chunks: int) -> BlobWriter | None:
+    """The session's writer if it holds exactly chunks 1..``chunks`` (the commit then
+    owns it), else None (and the assembly is dropped)."""
+    with _assemblies_lock:
+        assembly = _assemblies.pop(upload_id, None)
+    if assembly is None:
+        return None
+    with assembly.lock:
+        writer = assembly.writer
+        if writer is None or assembly.next != chunks + 1:
+            assembly.drop()
+            return None
+        assembly.writer = None
+        return writer
 
 
 def _file_json(ctx: Ctx, row: sqlite3.Row) -> dict[str, Any]:
@@ -113,7 +209,9 @@ def upload_intent(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
              now + config.upload_ttl),
         )
     if chunked:
-        content.upload_dir(config, upload_id).mkdir(parents=True, exist_ok=True)
+        folder = content.upload_dir(config, upload_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(folder.parent)  # the chunks' folder survives a power loss too
     base = f"{ctx.api_url}/upload/{upload_id}?chunk={'true' if chunked else 'false'}"
     intent = UploadIntent(
         upload_url=base, commit_url=f"{ctx.api_url}/commit/{upload_id}" if chunked else None
@@ -191,6 +289,9 @@ async def upload(ctx: Ctx, args: dict[str, Any]) -> Any:
 
 
 async def _receive_whole(ctx: Ctx, session: sqlite3.Row) -> dict[str, Any]:
+    """Small files are the common case, so the work after the body is one thread hop
+    and one store commit: the new version and the session's end land together (an
+    unchunked session has no chunk folder to remove)."""
     size: int = session["size"]
     writer = await to_thread.run_sync(ctx.cloud.blobs.writer)
     try:
@@ -200,14 +301,19 @@ async def _receive_whole(ctx: Ctx, session: sqlite3.Row) -> dict[str, Any]:
                                        error="size_mismatch"),
         )
         _verify(writer.size, writer.sha256, session)
-        row = await to_thread.run_sync(
-            content.adopt_and_put, ctx.store, ctx.cloud.blobs, ctx.cloud.config, ctx.account,
-            session["parent_id"], session["name"], writer,
-        )
+
+        def finish() -> dict[str, Any]:
+            writer.close()  # the fsync, before the store lock (see ``adopt_and_put``)
+            with ctx.store.tx() as db:
+                row = content.adopt_and_put(
+                    ctx.store, ctx.cloud.blobs, ctx.cloud.config, ctx.account,
+                    session["parent_id"], session["name"], writer)
+                db.execute("DELETE FROM uploads WHERE id=?", (session["id"],))
+            return _file_json(ctx, row)
+
+        return await to_thread.run_sync(finish)
     finally:
         await to_thread.run_sync(writer.abort)
-    await to_thread.run_sync(_end_session, ctx, session["id"])
-    return await to_thread.run_sync(_file_json, ctx, row)
 
 
 def _verify(size: int, sha256: str, session: sqlite3.Row) -> None:
@@ -273,17 +379,43 @@ async def _receive_chunk(ctx: Ctx, session: sqlite3.Row, offset: int | None) -> 
 
     try:
         await _receive(ctx.request, write, limit, too_large)
-        await to_thread.run_sync(file.close)
+
+        def close_synced() -> None:
+            file.flush()
+            os.fsync(file.fileno())
+            file.close()
+
+        await to_thread.run_sync(close_synced)
 
         def place() -> None:
             _session(ctx, session["id"])  # still open (not committed or expired meanwhile)
             os.replace(part, folder / str(offset))
+            # The 201 promises the chunk: its content and its name are on disk first.
+            _fsync_dir(folder)
 
         await to_thread.run_sync(place)
+        await to_thread.run_sync(_assemble, ctx, session, folder, offset)
     finally:
         if not file.closed:
             await to_thread.run_sync(file.close)
         part.unlink(missing_ok=True)
+
+
+def _concatenate(ctx: Ctx, session: sqlite3.Row, chunks: dict[int, Path]) -> BlobWriter:
+    """A blob writer holding chunks 1..n read from their files (stopping once over the
+    declared size)."""
+    writer = ctx.cloud.blobs.writer()
+    try:
+        for offset in range(1, max(chunks) + 1):
+            with open(chunks[offset], "rb") as f:
+                while block := f.read(COPY_BUFFER):
+                    writer.write(block)
+            if writer.size > session["size"]:
+                break
+    except BaseException:
+        writer.abort()
+        raise
+    return writer
 
 
 @handler("commit")
@@ -305,14 +437,8 @@ def commit(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
             f"missing chunks: {', '.join(map(str, missing[:50]))}"
             + (" ..." if len(missing) > 50 else ""), error="missing_chunks",
         )
-    writer = ctx.cloud.blobs.writer()
+    writer = _take_assembly(session["id"], max(chunks)) or _concatenate(ctx, session, chunks)
     try:
-        for offset in range(1, max(chunks) + 1):
-            with open(chunks[offset], "rb") as f:
-                while block := f.read(COPY_BUFFER):
-                    writer.write(block)
-            if writer.size > session["size"]:
-                break
         _verify(writer.size, writer.sha256, session)
         row = content.adopt_and_put(ctx.store, ctx.cloud.blobs, ctx.cloud.config, ctx.account,
                                     session["parent_id"], session["name"], writer)
