@@ -14,9 +14,11 @@ every listing at mount time anyway, and ``mount`` measures that load separately)
 rclone's whole cache directory is deleted (its directory cache lives in memory). The
 caller drops the kernel's caches afterwards.
 
-"Stored" (``System.wait_stored``) means in the cloud: for vzcloud, listed by the cloud
-with the expected size and sha256 (polled with the SDK); for rclone, present in the
-served directory with the expected size; for the local directory, on disk (``sync``).
+"Stored" (``System.wait_stored``) means in the cloud, checked every ``STORED_STEP``: for
+vzcloud, listed by the cloud with the expected size and sha256 (one fullview delta per
+step through the SDK: its cost follows the changes since the last step); for rclone,
+present in the served directory with the expected size (a local ``stat`` per pending
+file: no load on its server); for the local directory, on disk (``sync``).
 """
 
 from __future__ import annotations
@@ -29,14 +31,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import IO
 
 from vzcloud import Cloud, profiles
 from vzcloud.api import paths as P
-from vzcloud.api.errors import CloudError, NotFoundError
-from vzcloud.api.models import Token
+from vzcloud.api.errors import CloudError, OutOfSyncError
+from vzcloud.api.models import CloudFile, CloudFolder, Token
 from vzcloud.bench.dataset import MAIN_CLOUD_DIR, TREE_CLOUD_DIR, CloudCredentials, Expected
 from vzcloud.bench.measure import wait_until
 
@@ -206,6 +207,63 @@ def write_profile(config_dir: Path, name: str, url: str, creds: CloudCredentials
             os.environ["VZCLOUD_CONFIG_DIR"] = saved
 
 
+class _StoredView:
+    """What the cloud holds at the paths being waited for (``path -> (size, sha256)``),
+    kept current with fullview deltas from an etag taken before any workload ran, so a
+    file stored before the wait began is seen as well as one stored during it. The
+    truth as of the etag the cloud answered with: never sooner than the cloud lists it.
+    An etag the change log no longer reaches (OutOfSyncError) is renewed by a whole
+    fullview (streamed; only the watched paths are kept)."""
+
+    def __init__(self, sdk: Cloud) -> None:
+        self.sdk = sdk
+        self.watched: set[str] = set()
+        self.have: dict[str, tuple[int, str | None]] = {}
+        self.etag: str | None = None
+        self._resync()
+
+    def watch(self, paths: dict[str, tuple[int, str]]) -> None:
+        """Start following ``paths`` too (call before the next ``refresh``). Their state
+        so far is in the deltas still to come: the etag predates their writes."""
+        self.watched.update(paths)
+
+    def holds(self, want: dict[str, tuple[int, str]]) -> bool:
+        return all(self.have.get(path) == expected for path, expected in want.items())
+
+    def refresh(self) -> None:
+        """One fullview delta since the last etag (a 412 when nothing changed)."""
+        try:
+            result = self.sdk.fullview(self.etag)
+        except OutOfSyncError:
+            self._resync()
+            return
+        if result.changed:
+            self._apply(result.files, result.deleted)
+            self.etag = result.etag
+
+    def _resync(self) -> None:
+        self.have.clear()
+        result = self.sdk.fullview(sink=self)
+        self.etag = result.etag
+
+    def _apply(self, files: list[CloudFile], deleted: list[str]) -> None:
+        for gone in deleted:  # before the files: a path may be deleted, then made again
+            prefix = gone.rstrip("/") + "/"
+            for path in [p for p in self.have if p == gone or p.startswith(prefix)]:
+                del self.have[path]
+        for f in files:
+            if f.path in self.watched:
+                self.have[f.path] = (f.size, f.checksum)
+
+    # FullviewSink, for ``_resync``
+    def add(self, files: list[CloudFile], folders: list[CloudFolder],
+            deleted: list[str]) -> None:
+        self._apply(files, deleted)
+
+    def restart(self) -> None:
+        self.have.clear()
+
+
 class VzCloud(System):
     name = "vzcloud"
     can_remount = True
@@ -227,6 +285,8 @@ class VzCloud(System):
         c, t = creds.client, creds.main_checks
         self.sdk = Cloud(c.client_id, c.client_secret, c.redirect_uri, t.access_token,
                          t.refresh_token, base_url=cloud.url)
+        # Started before any workload writes, so every later change is in its deltas.
+        self.stored_view = _StoredView(self.sdk)
         for m in self.mounts.values():
             m.start()
 
@@ -253,29 +313,21 @@ class VzCloud(System):
         self.mounts[part].start()
 
     def wait_stored(self, files: dict[str, Expected], timeout: float) -> bool:
-        pending: dict[str, dict[str, Expected]] = defaultdict(dict)
-        for rel, want in files.items():
-            parent, _, name = rel.rpartition("/")
-            folder = P.join([*P.split_path(MAIN_CLOUD_DIR), *parent.split("/")]) if parent \
-                else MAIN_CLOUD_DIR
-            pending[folder][name] = want
+        """Until the cloud holds every file with the expected size and sha256, as seen by
+        one fullview delta per ``STORED_STEP`` (``_StoredView``): each step costs the
+        cloud the changes made since the last one (a 412 when none), not a listing of
+        every pending folder, so the check adds little load to the uploads it waits for.
+        """
+        want = {P.join([*P.split_path(MAIN_CLOUD_DIR), *rel.split("/")]): (w.size, w.sha256)
+                for rel, w in files.items()}
+        self.stored_view.watch(want)
 
         def done() -> bool:
-            for folder in list(pending):
-                try:
-                    listing = self.sdk.metadata(folder)
-                except NotFoundError:
-                    continue
-                except CloudError:
-                    return False  # e.g. a version replaced while listing: look again
-                have = {f.name: (f.size, f.checksum) for f in listing.files}
-                wanted = pending[folder]
-                for name in [n for n, w in wanted.items()
-                             if have.get(n) == (w.size, w.sha256)]:
-                    del wanted[name]
-                if not wanted:
-                    del pending[folder]
-            return not pending
+            try:
+                self.stored_view.refresh()
+            except CloudError:
+                return False  # e.g. a transient failure: look again at the next step
+            return self.stored_view.holds(want)
 
         return wait_until(done, timeout, STORED_STEP)
 

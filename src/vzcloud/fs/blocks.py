@@ -242,6 +242,21 @@ class BlockCache:
             with self._lock:
                 self._pending.pop(key, None)
 
+    def put_many(self, blocks: list[tuple[str, int, bytes]]) -> None:
+        """``put`` each (checksum, index, data) in one diskcache transaction: one SQLite
+        commit for many small blocks (a prefetched directory of tiny files) instead of
+        one each. Best effort like ``put``; memory is released for every block."""
+        try:
+            with self.cache.transact():
+                for checksum, index, data in blocks:
+                    self.put(checksum, index, data)
+        except (OSError, sqlite3.OperationalError) as exc:
+            log.warning("%d blocks not cached: %s", len(blocks), exc)
+        finally:
+            with self._lock:
+                for checksum, index, _ in blocks:
+                    self._pending.pop(self.key(checksum, index), None)
+
     def put_file(self, checksum: str, path: Path) -> None:
         """Store a whole local file (staged content just uploaded) as blocks of ``checksum``."""
         with open(path, "rb") as f:

@@ -34,6 +34,7 @@ import os
 import stat
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,7 @@ from vzcloud.api import paths as P
 from vzcloud.api.errors import CloudError, ConflictError, NotFoundError
 from vzcloud.fs.blocks import BlockCache
 from vzcloud.fs.errno_map import FsError
-from vzcloud.fs.metadata import ROOT_INODE, SPECIAL_INO_BASE, Inode, MetadataStore
+from vzcloud.fs.metadata import ROOT_INODE, SPECIAL_INO_BASE, Entry, Inode, MetadataStore
 from vzcloud.fs.prefetch import SmallFilePrefetcher
 from vzcloud.fs.remote import Remote
 from vzcloud.fs.staging import StagingArea
@@ -137,7 +138,7 @@ class FilesystemCore:
         self.prefetcher = SmallFilePrefetcher(self)  # works once ``nursery`` is set
         # The last page ``readdir`` read per directory, with the metadata version it was
         # read at (see ``readdir``).
-        self._listings: dict[int, tuple[int, int, int, list[int], list[Inode]]] = {}
+        self._listings: dict[int, tuple[int, int, int, list[int], list[Entry]]] = {}
 
     # Helpers ---------------------------------------------------------------------------
 
@@ -184,7 +185,11 @@ class FilesystemCore:
     def mode_of(self, inode: Inode) -> int:
         if self.special is not None and self.special.owns(inode.ino):
             return self.special.mode_of(inode)
-        if inode.is_dir:
+        return self.plain_mode(inode.is_dir)
+
+    def plain_mode(self, is_dir: bool | int) -> int:
+        """The mode of a directory or file that is not a special entry."""
+        if is_dir:
             return stat.S_IFDIR | (0o777 & ~self.options.umask)
         return stat.S_IFREG | (0o666 & ~self.options.umask)
 
@@ -300,11 +305,12 @@ class FilesystemCore:
             self.meta.update(ino, mtime_ns=mtime_ns)
         return self.inode(ino)
 
-    def readdir(self, ino: int, after: int, limit: int = 256) -> list[Inode]:
+    def readdir(self, ino: int, after: int, limit: int = 256) -> Sequence[Inode | Entry]:
         """Up to ``limit`` children after inode number ``after``; the adapter uses each
-        ino as next_id. The root ends with the special directories (the highest
-        numbers) and hides real entries with their names. A listing from the start
-        tells the prefetcher (``fs.prefetch``)."""
+        ino as next_id. Real entries come as ``Entry`` (what a listing shows; cheaper
+        than an ``Inode``), special ones as ``Inode``. The root ends with the special
+        directories (the highest numbers) and hides real entries with their names. A
+        listing from the start tells the prefetcher (``fs.prefetch``)."""
         if self.special is not None and self.special.owns(ino):
             return self.special.readdir(ino, after, limit)
         self._directory(ino)
@@ -314,13 +320,13 @@ class FilesystemCore:
             return self._children(ino, after, limit)
         special = self.special
         page = self._children(ino, after, limit)
-        real = [c for c in page if not special.reserved(ino, c.name or "")]
+        real: list[Inode | Entry] = [c for c in page if not special.reserved(ino, c.name)]
         if limit < 0 or len(page) < limit:  # the real entries are all listed
             real += special.root_entries(after, -1 if limit < 0 else limit - len(real))
         return real
 
-    def _children(self, ino: int, after: int, limit: int) -> list[Inode]:
-        """``meta.children``, reusing the page read last for ``ino``: the kernel's buffer
+    def _children(self, ino: int, after: int, limit: int) -> list[Entry]:
+        """``meta.entries``, reusing the page read last for ``ino``: the kernel's buffer
         takes a few dozen entries per readdir call, so a page serves several calls in a
         row. Reused only while no row of the metadata store changed since it was read
         (``total_changes`` of its one connection), so it is never staler than a fresh
@@ -333,9 +339,9 @@ class FilesystemCore:
             if start < len(page) or len(page) < asked:  # within it, or at the end
                 return page[start:start + limit]
         if limit < 0:
-            return self.meta.children(ino, after, limit)
+            return self.meta.entries(ino, after, limit)
         asked = max(limit, LISTING_PAGE)
-        page = self.meta.children(ino, after, asked)
+        page = self.meta.entries(ino, after, asked)
         self._listings.pop(ino, None)
         if len(self._listings) >= LISTINGS_KEPT:
             self._listings.pop(next(iter(self._listings)))

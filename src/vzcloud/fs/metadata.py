@@ -25,9 +25,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from vzcloud.api.models import CloudFile, CloudFolder
 
@@ -120,6 +121,32 @@ class Inode:
             bool(row["remote"]), bool(row["dirty"]), row["write_gen"], bool(row["favorite"]),
             row["tags"], row["uri"], row["mime_type"], row["content_token"],
         )
+
+    @classmethod
+    def from_tuple(cls, row: tuple[Any, ...]) -> Inode:
+        """An inode from a plain row of ``INODE_COLUMNS``: several times cheaper than
+        ``from_row`` (getattr and lookup read one per request)."""
+        (ino, parent, name, is_dir, size, mtime_ns, ctime_ns, checksum, version, remote,
+         dirty, write_gen, favorite, tags, uri, mime_type, content_token) = row
+        return cls(ino, parent, name, bool(is_dir), size, mtime_ns, ctime_ns, checksum,
+                   version, bool(remote), bool(dirty), write_gen, bool(favorite), tags, uri,
+                   mime_type, content_token)
+
+
+# The columns of ``Inode`` in its field order (``Inode.from_tuple`` reads rows of them).
+INODE_COLUMNS = ", ".join(f.name for f in fields(Inode))
+
+
+class Entry(NamedTuple):
+    """What a directory listing shows of a child (``MetadataStore.entries``): reading
+    only these columns costs a third of a whole ``Inode`` (``find`` lists 100,000)."""
+
+    ino: int
+    name: str
+    is_dir: int  # 0 or 1
+    size: int
+    mtime_ns: int
+    ctime_ns: int
 
 
 class MetadataStore:
@@ -229,15 +256,21 @@ class MetadataStore:
 
     # Inodes -----------------------------------------------------------------------------
 
+    def _inodes(self, where: str, params: tuple[Any, ...]) -> list[Inode]:
+        """The inodes ``SELECT ... FROM inodes WHERE <where>`` finds, read as plain tuples
+        (no ``sqlite3.Row``: the hot paths getattr, lookup and readdir come here)."""
+        cursor = self.db.cursor()
+        cursor.row_factory = None
+        return [Inode.from_tuple(row) for row in cursor.execute(
+            f"SELECT {INODE_COLUMNS} FROM inodes WHERE {where}", params)]
+
     def get(self, ino: int) -> Inode | None:
-        row = self.db.execute("SELECT * FROM inodes WHERE ino=?", (ino,)).fetchone()
-        return None if row is None else Inode.from_row(row)
+        found = self._inodes("ino=?", (ino,))
+        return found[0] if found else None
 
     def lookup(self, parent: int, name: str) -> Inode | None:
-        row = self.db.execute(
-            "SELECT * FROM inodes WHERE parent=? AND name=?", (parent, name)
-        ).fetchone()
-        return None if row is None else Inode.from_row(row)
+        found = self._inodes("parent=? AND name=?", (parent, name))
+        return found[0] if found else None
 
     def children(self, parent: int, after_ino: int = 0, limit: int = -1) -> list[Inode]:
         """Entries of a directory by increasing inode number, starting after ``after_ino``
@@ -246,10 +279,15 @@ class MetadataStore:
         Ordering by inode makes the readdir offset (``next_id`` = last ino) stable while
         entries are added or removed.
         """
-        return [Inode.from_row(row) for row in self.db.execute(
-            "SELECT * FROM inodes WHERE parent=? AND ino>? ORDER BY ino LIMIT ?",
-            (parent, after_ino, limit),
-        )]
+        return self._inodes("parent=? AND ino>? ORDER BY ino LIMIT ?", (parent, after_ino, limit))
+
+    def entries(self, parent: int, after_ino: int = 0, limit: int = -1) -> list[Entry]:
+        """``children`` for a listing: the same entries in the same order, as ``Entry``."""
+        cursor = self.db.cursor()
+        cursor.row_factory = None
+        return [Entry._make(row) for row in cursor.execute(
+            "SELECT ino, name, is_dir, size, mtime_ns, ctime_ns FROM inodes"
+            " WHERE parent=? AND ino>? ORDER BY ino LIMIT ?", (parent, after_ino, limit))]
 
     def has_children(self, parent: int) -> bool:
         return self.db.execute(

@@ -21,10 +21,11 @@ import pyfuse3
 from vzcloud.api.errors import CloudError
 from vzcloud.fs.core import FilesystemCore, Notifier
 from vzcloud.fs.errno_map import failure_text, known_errno
-from vzcloud.fs.metadata import SPECIAL_INO_BASE, Inode
+from vzcloud.fs.metadata import SPECIAL_INO_BASE, Entry, Inode
 from vzcloud.fs.xattrs import ENOATTR, PREFIX
 
 CLOUD_XATTR_PREFIX = PREFIX.encode("utf-8")  # every attribute the mount has starts so
+USER_NAMESPACE = b"user."  # the only xattr namespace the mount has
 
 log = logging.getLogger("vzcloud.fs.ops")
 
@@ -102,7 +103,8 @@ class Operations(pyfuse3.Operations):
         super().__init__()
         self.core = core
 
-    def _attrs(self, inode: Inode) -> pyfuse3.EntryAttributes:
+    def _attrs(self, inode: Inode | Entry) -> pyfuse3.EntryAttributes:
+        """The attributes of an inode, or of a listed entry (never a special one)."""
         o = self.core.options
         a = pyfuse3.EntryAttributes()
         a.st_ino = inode.ino
@@ -111,7 +113,8 @@ class Operations(pyfuse3.Operations):
         special = inode.ino >= SPECIAL_INO_BASE
         a.entry_timeout = 0 if special else o.entry_timeout
         a.attr_timeout = 0 if special else o.attr_timeout
-        a.st_mode = self.core.mode_of(inode)
+        a.st_mode = self.core.mode_of(inode) if isinstance(inode, Inode) \
+            else self.core.plain_mode(inode.is_dir)
         a.st_nlink = 2 if inode.is_dir else 1
         a.st_uid = o.uid
         a.st_gid = o.gid
@@ -259,9 +262,13 @@ class Operations(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
         # ls -l asks for security.selinux and system.posix_acl_access of every entry, and
         # writes ask for security.capability: names the mount never has, refused here
-        # before ``_guard``, the core and their error path.
+        # without an await, before ``_guard``, the core and their error path. Only the
+        # user namespace exists here (ENODATA: no such attribute); any other namespace is
+        # not supported (ENOTSUP), which ls remembers per filesystem (coreutils caches
+        # it by st_dev): one request per ``ls -l`` instead of two per entry. (ENOSYS would
+        # stop the kernel asking at all, for every name: the cloud's would go too.)
         if not name.startswith(CLOUD_XATTR_PREFIX):
-            raise pyfuse3.FUSEError(ENOATTR)
+            raise pyfuse3.FUSEError(ENOATTR if name.startswith(USER_NAMESPACE) else errno.ENOTSUP)
         return await self._getxattr(inode, name)
 
     @_guard

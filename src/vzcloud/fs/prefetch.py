@@ -11,7 +11,9 @@ the order ``readdir`` lists them in) after the one just opened, if they are smal
 cache block, at most ``SMALL_FILE``), clean (no local content) and not cached yet. Each
 is one GET of block 0 under the same (checksum, index) key the read path uses; the block
 is claimed in the core's in-flight table first, so a reader that opens a file being
-prefetched waits for that GET instead of sending its own.
+prefetched waits for that GET instead of sending its own. Fetched blocks are readable
+from memory at once and put on disk in batches (one thread hop and one cache transaction
+for many tiny files).
 
 Bounds: at most ``PARALLEL`` GETs in flight for the whole mount; per directory, at most
 ``AHEAD_FILES`` files and ``AHEAD_BYTES`` bytes fetched that the reader has not opened yet
@@ -46,6 +48,8 @@ AHEAD_FILES = 32  # fetched but not yet opened, per directory
 AHEAD_BYTES = 16 << 20
 MAX_RUNS = 4  # directories prefetched at once
 IDLE = 10.0  # seconds without the reader coming nearer before a run ends
+STORE_BATCH = 32  # prefetched blocks put on disk in one transaction, at most
+STORE_BATCH_BYTES = 4 << 20  # and at most these bytes (more than one block only if smaller)
 PAGE = 64  # directory entries read from the metadata store at a time
 REMEMBERED = 64  # directories whose last open (or listing) is remembered
 
@@ -87,6 +91,9 @@ class SmallFilePrefetcher:
         # Per directory: the inode up to which it was found cached (no run before it).
         self._warm_until: dict[int, int] = {}
         self._ahead_bytes: int | None = None  # AHEAD_BYTES capped by the cache size
+        # Fetched blocks (in memory: staged) waiting to be put on disk by ``_flush``.
+        self._unstored: list[tuple[str, int, bytes]] = []
+        self._flushing = False
 
     # Hooks (called by the core on the trio thread; they never await or raise) ---------
 
@@ -183,13 +190,38 @@ class SmallFilePrefetcher:
                     gets.start_soon(self._get, inode, inode.checksum)
 
     async def _get(self, inode: Inode, checksum: str) -> None:
-        """Block 0 of ``inode`` into the cache; the claim is released once it is stored
-        (or failed), waking a reader waiting for it."""
+        """Block 0 of ``inode`` into memory (staged: readable at once), then queued for the
+        disk (``_flush``). The claim is released as soon as the block is in memory (or
+        the GET failed), waking a reader waiting for it."""
         try:
             async with self._slots:
                 fetched = await self.core._download(inode, 0, 0)
-            await self.core._store(checksum, fetched)
         except Exception as exc:
             log.debug("prefetch of inode %d failed: %r", inode.ino, exc)
+            return
         finally:
             self.core._unclaim(checksum, [0])
+        self._unstored.extend((checksum, i, block) for i, block in fetched.items())
+        if not self._flushing and self.core.nursery is not None:
+            self._flushing = True
+            self.core.nursery.start_soon(self._flush)
+
+    async def _flush(self) -> None:
+        """Put the queued blocks on disk, up to ``STORE_BATCH`` (``STORE_BATCH_BYTES``) at
+        a time, each batch with one worker-thread call and one cache transaction (one per
+        file cost more CPU than its GET). Runs in the mount's nursery, so a run ending does not drop its blocks;
+        the blocks stay readable from memory until they are on disk."""
+        try:
+            while self._unstored:
+                count, size = 0, 0
+                for _, _, block in self._unstored:
+                    if count >= STORE_BATCH or (count and size + len(block) > STORE_BATCH_BYTES):
+                        break
+                    count, size = count + 1, size + len(block)
+                batch = self._unstored[:count]
+                del self._unstored[:count]
+                await trio.to_thread.run_sync(self.core.blocks.put_many, batch)
+        except Exception as exc:  # best effort: a block not stored is fetched again
+            log.warning("could not cache prefetched blocks: %r", exc)
+        finally:
+            self._flushing = False

@@ -13,7 +13,9 @@ Reading needs no network: the values come from the metadata the syncer keeps, ex
 for a folder the first fullview did not describe (it lists only folders without files),
 fetched once. A change goes to the cloud first (``CloudMarks``), so it survives the next
 sync. Any other name: ENODATA to read or remove, ENOTSUP to set (nothing else can be
-stored). The root and the special entries have none (setting one is EPERM, or EROFS in
+stored); a name outside the user namespace (``security.``, ``system.``, ``trusted.``) is
+ENOTSUP to read too, answered by the FUSE adapter (``operations.getxattr``): ``ls -l``
+then stops asking for every entry. The root and the special entries have none (setting one is EPERM, or EROFS in
 ``.trash``).
 """
 

@@ -39,6 +39,7 @@ from vzcloud.sdk.flows import (
 from vzcloud.sdk.http import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
+    AsyncClient,
     is_success,
     to_response,
     transport_failure,
@@ -60,7 +61,7 @@ class AsyncCloud(AsyncRunner, SeedMethods):
 
     def _open(self) -> None:
         self._refresh_lock = anyio.Lock()
-        self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS)
+        self._http = AsyncClient(timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS)
 
     # Lifecycle ------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from vzcloud.api.endpoints import BASE_PATH, ENDPOINTS, Endpoint
 from vzcloud.api.models import Model
 from vzcloud.server import openapi
 from vzcloud.server import routes as routes_pkg
-from vzcloud.server.auth import authenticate
+from vzcloud.server.auth import VerifiedTokens, authenticate
 from vzcloud.server.blobs import BlobStore
 from vzcloud.server.config import ServerConfig
 from vzcloud.server.content import recover
@@ -70,6 +70,7 @@ class CloudServer:
         self.faults = Faults(store=self.store)  # tests only; see vzcloud.server.faults
         self.blobs = BlobStore(config.data_dir, check_space=self.faults.check_disk)
         self.login_limiter = LoginLimiter(config)  # password guessing at the sign-in page
+        self.verified_tokens = VerifiedTokens(self.store)  # spares most requests a query
         # Leftovers of a crash or of abandoned uploads (see vzcloud.server.content).
         recover(self.store, self.blobs, config)
 
@@ -190,7 +191,10 @@ async def _call(cloud: CloudServer, endpoint: Endpoint, request: Request) -> Res
         token = _bearer(request)
         if token is None and endpoint.auth == "bearer_or_query":
             token = request.query_params.get("access-token")
-        account = await run_in_threadpool(authenticate, cloud.store, token)
+        account = cloud.verified_tokens.account(token)
+        if account is None:
+            account = await run_in_threadpool(authenticate, cloud.store, token,
+                                              cloud.verified_tokens)
 
     query: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
@@ -275,14 +279,15 @@ def _dispatcher(cloud: CloudServer, by_method: dict[str, Endpoint]) -> Callable[
             response = error_response(known)
         if endpoint is not None:
             response = cloud.faults.wrap_response(endpoint.name, request, response)
-        access_log.info(
-            "%s %s%s -> %s (%.1f ms)",
-            request.method,
-            request.url.path,
-            ("?" + redact(request.url.query)) if request.url.query else "",
-            response.status_code,
-            (time.monotonic() - started) * 1000,
-        )
+        if access_log.isEnabledFor(logging.INFO):  # building the line costs, logged or not
+            access_log.info(
+                "%s %s%s -> %s (%.1f ms)",
+                request.method,
+                request.url.path,
+                ("?" + redact(request.url.query)) if request.url.query else "",
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+            )
         return response
 
     return dispatch

@@ -86,25 +86,92 @@ def issue_tokens(
                  expires_in=int(config.access_token_ttl), token_type="Bearer")
 
 
-def authenticate(store: Store, token: str | None) -> Account:
-    """The account an access token belongs to, or UnauthorizedError saying why not."""
+def authenticate(store: Store, token: str | None,
+                 verified: VerifiedTokens | None = None) -> Account:
+    """The account an access token belongs to, or UnauthorizedError saying why not.
+    A success is remembered in ``verified`` (if given) for ``VerifiedTokens.account``."""
     if not token:
         raise UnauthorizedError("missing access token", error="invalid_request")
-    with store.tx() as db:
+    token_hash = digest(token)
+    account: Account | None = None
+    with store.tx() as db:  # nothing raised inside: a rollback would drop store.released
         row = db.execute(
             "SELECT account_id, expires, revoked FROM tokens WHERE token_hash=? AND kind='access'",
-            (digest(token),),
+            (token_hash,),
         ).fetchone()
+        if row is not None:
+            account = store.account_by_id(row["account_id"])
+            # Taken in the transaction that read the token: a change committed after it
+            # (a revocation) moves the database's stamp past this one.
+            stamp = _db_stamp(db)
     if row is None:
         raise UnauthorizedError("invalid access token")
     if row["revoked"]:
         raise UnauthorizedError("access token revoked")
     if row["expires"] <= time.time():
         raise UnauthorizedError("access token expired")
-    account = store.account_by_id(row["account_id"])
     if account is None:
         raise UnauthorizedError("account no longer exists")
+    if verified is not None:
+        verified.remember(token_hash, account, float(row["expires"]), stamp)
     return account
+
+
+def _db_stamp(db: sqlite3.Connection) -> tuple[int, int]:
+    """Changes as SQLite counts them: rows written through this connection (every
+    INSERT, UPDATE, DELETE, even one rolled back) and ``PRAGMA data_version``, which moves
+    when another connection (another process) commits. Equal stamps: nothing changed."""
+    return db.total_changes, int(db.execute("PRAGMA data_version").fetchone()[0])
+
+
+class VerifiedTokens:
+    """Access tokens recently verified by ``authenticate``, so that a request with one
+    costs no transaction, no worker thread and no account lookup.
+
+    A remembered token counts only while the database is exactly as it was when it was
+    verified (same ``_db_stamp``): any write at all, a revocation included, by this
+    server or by another process, makes every entry stale, and the next request is
+    verified in full again. So a revoked token is refused at once, and so is one whose
+    family or account changed. Expiry is checked against the clock on each use. Only
+    digests are kept, never a token.
+
+    ``account`` runs on the event loop: it never waits for the store's lock (if another
+    thread holds it, the answer is "not known" and the caller verifies in full).
+    """
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._entries: dict[str, tuple[Account, float, tuple[int, int]]] = {}
+
+    def remember(self, token_hash: str, account: Account, expires: float,
+                 stamp: tuple[int, int]) -> None:
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[token_hash] = (account, expires, stamp)
+
+    def account(self, token: str | None) -> Account | None:
+        """The account of ``token`` if it was verified and nothing changed since; None
+        means "verify it" (``authenticate``), not "refused"."""
+        if not token:
+            return None
+        entry = self._entries.get(digest(token))
+        if entry is None:
+            return None
+        account, expires, stamp = entry
+        if expires <= time.time():
+            return None
+        store = self._store
+        if not store.lock.acquire(blocking=False):
+            return None
+        try:
+            if store.db.in_transaction:  # only if this thread is inside one: be safe
+                return None
+            current = _db_stamp(store.db)
+        finally:
+            store.lock.release()
+        return account if current == stamp else None
 
 
 def expire_access_tokens(store: Store, account_id: int) -> None:
