@@ -935,6 +935,8 @@ class FilesystemCore:
                 raise FsError(errno.ENOTEMPTY)
             await self._keep_content_if_open(target)
         held = [i.ino for i in (inode, target) if i is not None and not i.is_dir]
+        if inode.is_dir:
+            self.meta.folder_moves += 1  # until meta.move below: see Uploader._send
         try:
             for ino in held:
                 await self._hold_upload(ino)
@@ -965,6 +967,8 @@ class FilesystemCore:
             self.meta.move(inode.ino, parent_new, name_new)
             self.meta.note_local_change()
         finally:
+            if inode.is_dir:
+                self.meta.folder_moves -= 1
             for ino in held:
                 self._release_upload(ino)
 

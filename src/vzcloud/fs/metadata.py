@@ -166,6 +166,9 @@ class MetadataStore:
         # Uploads in flight: inode -> the path its content is being sent to (see
         # ``upload_unsettled``).
         self.sending: dict[int, list[str]] = {}
+        # Directory renames between their cloud move and their local record: paths
+        # under them are about to change (the uploader must not recreate the old ones).
+        self.folder_moves = 0
         # Jobs found queued when the mount started: inode -> (sha256 of its staged
         # content, write_gen). The previous mount may have been killed after that
         # content reached the cloud but before it recorded so; the syncer and the

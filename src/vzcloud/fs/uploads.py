@@ -385,8 +385,11 @@ class Uploader:
         try:
             return await self.remote.upload(snapshot, parent_path, name)
         except NotFoundError:
-            if self.meta.path_parts(ino) != parts:
-                raise  # moved locally meanwhile (a folder rename): retry at the new path
+            if self.meta.path_parts(ino) != parts or self.meta.folder_moves:
+                # Moved locally meanwhile, or a folder rename is under way (its cloud
+                # move done, its local record not yet): recreating the old folders would
+                # leave a copy there. The retry goes to the new path.
+                raise
             # The folder went away in the cloud while our file waited: recreate it.
             await self._create_folders(parts[:-1])
             return await self.remote.upload(snapshot, parent_path, name)
