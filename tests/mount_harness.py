@@ -93,9 +93,11 @@ class CloudEnv:
             except NotFoundError:
                 got = None
             except CloudError as exc:
-                if exc.error != "checksum_mismatch":
+                # Replaced by a new upload while downloading (the whole body no longer
+                # matches, or a resumed range lies past the new version's end): look again.
+                if exc.error not in ("checksum_mismatch", "range_not_satisfiable"):
                     raise
-                got = None  # replaced by a new upload while downloading: look again
+                got = None
             if got == expected:
                 return
             time.sleep(0.1)
