@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -521,6 +522,65 @@ async def test_fsync_reports_eio_when_uploads_keep_failing(cloud, user, sdk, cac
         assert fs.parts.uploader.pending() == 1  # still queued, never dropped
 
 
+def disk_full_error() -> sqlite3.OperationalError:
+    """A real SQLITE_FULL, as SQLite raises it when the disk fills (a database not
+    allowed to grow past one page)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("PRAGMA max_page_count=1")
+        db.execute("CREATE TABLE t (x BLOB)")
+        db.execute("INSERT INTO t VALUES (zeroblob(100000))")
+    except sqlite3.OperationalError as exc:
+        assert exc.sqlite_errorcode == sqlite3.SQLITE_FULL
+        return exc
+    finally:
+        db.close()
+    raise AssertionError("SQLite stored 100 kB in one page")
+
+
+@pytest.mark.trio
+async def test_upload_landed_but_not_recorded_is_ours_for_sync_and_retry(
+        cloud, user, sdk, cache):
+    """The cache disk fills between an upload landing and its recording (the CI run that
+    found it: the sync then took the cloud's new version for another device's change and
+    made a conflict copy). The sync must see it as our own content, and the retry must
+    record it without sending it again."""
+    async with open_fs(cloud, user, cache) as fs:
+        meta = fs.parts.meta
+        real_tx = meta.tx
+        refused: list[int] = []
+
+        def tx_failing_while_sending() -> Any:
+            if meta.sending and not refused:  # the uploader recording what it sent
+                refused.append(next(iter(meta.sending)))
+                raise disk_full_error()
+            return real_tx()
+
+        meta.tx = tx_failing_while_sending  # type: ignore[method-assign]
+        await fs.write_file("/VZMOBILE/full.txt", b"landed unrecorded", fsync=False)
+        with trio.fail_after(10):
+            while not refused:
+                await trio.sleep(0.01)
+        ino = refused[0]
+        # The retry waits out its backoff (0.5 s): the sync comes first.
+        assert meta.has_upload_job(ino)
+        await fs.parts.syncer.sync_once()
+        assert fs.parts.syncer.conflicts == 0
+        assert fs.names("/VZMOBILE") == ["full.txt"]
+        await fs.settle()
+        assert fs.remote.calls.get("upload") == 1  # recognised, not sent again
+
+        def queue_unwritable() -> None:
+            raise disk_full_error()
+
+        # When the cloud answers again the poller makes the queue due; on a full disk
+        # that cannot be written, which once ended the mount (the same CI run).
+        meta.retry_all_now = queue_unwritable  # type: ignore[method-assign]
+        fs.parts.uploader.retry_all_now()
+    assert cloud_bytes(sdk, "/VZMOBILE/full.txt") == b"landed unrecorded"
+    assert [f.name for f in sdk.metadata("/VZMOBILE").files] == ["full.txt"]
+
+
 @pytest.mark.trio
 async def test_offline_cached_reads_listings_queued_writes_then_resume(
         cloud, user, sdk, cache):
@@ -549,8 +609,7 @@ async def test_offline_cached_reads_listings_queued_writes_then_resume(
         assert fs.parts.uploader.pending() == 1
 
         cloud.server = BackgroundServer(config, host, port).start()
-        fs.parts.meta.retry_all_now()  # what the poller does when the cloud answers again
-        fs.parts.uploader.wake()
+        fs.parts.uploader.retry_all_now()  # what the poller does when the cloud answers again
         await fs.settle()
         assert cloud_bytes(sdk, "/VZMOBILE/offline.txt") == b"written offline"
         assert await fs.read_file("/VZMOBILE/cold.txt") == b"never read"

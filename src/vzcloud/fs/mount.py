@@ -284,8 +284,7 @@ async def poll_changes(parts: MountParts, interval: float) -> None:
             continue
         if failing:
             log.info("the cloud answers again")
-            parts.meta.retry_all_now()
-            parts.uploader.wake()
+            parts.uploader.retry_all_now()
             failing = False
         delay = RACED_RETRY if changes is None else interval
 
@@ -405,7 +404,7 @@ async def _drain(parts: MountParts) -> None:
 
     # Someone waits for the queue now (umount, systemctl stop): jobs sitting out the
     # backoff of earlier failures try again at once.
-    parts.meta.retry_all_now()
+    parts.uploader.retry_all_now()
     await parts.uploader.drain(progress)
     log.info("all uploads finished")
 

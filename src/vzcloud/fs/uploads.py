@@ -259,6 +259,17 @@ class Uploader:
         finally:
             self._urgent -= 1
 
+    def retry_all_now(self) -> None:
+        """Make every job due at once (the cloud answers again after an outage). On a
+        full cache disk the queue cannot be updated: the jobs keep their retry times."""
+        self._not_before.clear()
+        try:
+            self.meta.retry_all_now()
+        except sqlite3.OperationalError as exc:
+            log.warning("cannot make queued uploads due at once (%s); they retry at their "
+                        "backoff time", exc)
+        self.wake()
+
     def _failures_of(self, ino: int) -> int:
         return self.meta.upload_attempts(ino)
 
@@ -515,10 +526,18 @@ class Uploader:
             clean = inode.write_gen == gen
             if clean:
                 fields["dirty"] = 0
-            with self.meta.tx():  # one commit, not two (no await inside: nothing interleaves)
-                self.meta.update(ino, **fields)
-                if clean:
-                    self.meta.upload_done(ino)
+            try:
+                with self.meta.tx():  # one commit, not two (no await inside: nothing interleaves)
+                    self.meta.update(ino, **fields)
+                    if clean:
+                        self.meta.upload_done(ino)
+            except sqlite3.OperationalError:
+                # Landed, not recorded (a full cache disk): as after a killed mount, the
+                # syncer and the next attempt must see this content as ours, not as
+                # another device's change (which would make a conflict copy).
+                if uploaded.checksum:
+                    self.meta.recovered[ino] = (uploaded.checksum, gen)
+                raise
             self.meta.note_local_change()
             if clean:
                 if not self.is_open(ino):
