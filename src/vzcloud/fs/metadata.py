@@ -173,7 +173,9 @@ class MetadataStore:
         # content, write_gen). The previous mount may have been killed after that
         # content reached the cloud but before it recorded so; the syncer and the
         # uploader recognise it (see ``already_uploaded``) instead of making a conflict
-        # copy or a second version. Filled by the mount's recovery; a job's end drops it.
+        # copy or a second version. Filled by the mount's recovery, and by the uploader
+        # for an upload that landed but could not be recorded (a full cache disk);
+        # a job's end drops it.
         self.recovered: dict[int, tuple[str, int]] = {}
         self._sync_lock = threading.Lock()
 
