@@ -15,23 +15,16 @@ the cloud holds under a path, seen through the SDK's fullview.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from vzcloud.fs.uploads import sha256_file
+
 from .mount_harness import CloudEnv
 
 Tree = dict[str, str | None]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def local_tree(root: Path) -> Tree:
@@ -41,7 +34,7 @@ def local_tree(root: Path) -> Tree:
         for name in dirnames:
             tree[(base / name).relative_to(root).as_posix()] = None
         for name in filenames:
-            tree[(base / name).relative_to(root).as_posix()] = file_sha256(base / name)
+            tree[(base / name).relative_to(root).as_posix()] = sha256_file(base / name)
     return tree
 
 

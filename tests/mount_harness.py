@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ import pytest
 
 from vzcloud import Cloud, profiles
 from vzcloud.api.errors import CloudError, NotFoundError
+from vzcloud.bench.measure import wait_until
 from vzcloud.server.admin import Client, create_client, create_user, tokens_for
 from vzcloud.server.config import ServerConfig
 from vzcloud.server.faults import Faults
@@ -168,15 +169,6 @@ def write_profile(config_dir: Path, env: CloudEnv, name: str = PROFILE,
             os.environ["VZCLOUD_CONFIG_DIR"] = saved
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
-    return True
-
-
 def _is_mount(path: Path) -> bool:
     try:
         return os.path.ismount(path)
@@ -205,7 +197,7 @@ def start_mount(env: CloudEnv, name: str = "mnt", *, args: tuple[str, ...] = (),
             env=process_env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
     mount = Mount(mountpoint, proc, env, cache_dir, stderr_path, process_env)
     try:
-        if not _wait(lambda: _is_mount(mountpoint) or proc.poll() is not None, 30):
+        if not wait_until(lambda: _is_mount(mountpoint) or proc.poll() is not None, 30, 0.1):
             pytest.fail(f"not mounted after 30 s; mount stderr:\n{mount.stderr()}")
         if proc.poll() is not None:
             pytest.fail(f"the mount process exited with {proc.returncode}:\n{mount.stderr()}")

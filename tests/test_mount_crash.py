@@ -28,7 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from .mount_checks import cloud_tree, file_sha256
+from vzcloud.fs.uploads import sha256_file
+
+from .mount_checks import cloud_tree
 from .mount_harness import CloudEnv, Mount, kill_mount, start_cloud, start_mount, stop_cloud
 
 ROUNDS = int(os.environ.get("VZCLOUD_MOUNT_CRASH_ROUNDS", "6"))
@@ -148,7 +150,7 @@ def test_kill_9_of_the_mount_loses_nothing(tmp_path: Path) -> None:
         assert len(expected.files) >= ROUNDS, "the writer hardly wrote anything"
         cloud = wait_drained(env, mount, expected)
         for rel, sha in expected.files.items():  # the mount's own view agrees
-            assert file_sha256(mount.vz(FOLDER, rel)) == sha, rel
+            assert sha256_file(mount.vz(FOLDER, rel)) == sha, rel
         verified = len(expected.files) + len(expected.uncertain)
         print(f"mount crash test: {ROUNDS} kills, {verified} files verified "
               f"({len(expected.uncertain)} renames in flight at a kill), "

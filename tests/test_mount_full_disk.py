@@ -27,7 +27,6 @@ import io
 import os
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -36,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from vzcloud.api.models import CloudFile
+from vzcloud.bench.measure import wait_until
 from vzcloud.fs.errno_map import FsError, known_errno, to_errno
 
 from .mount_harness import MOUNT_TIMEOUT, CloudEnv, Mount, mounted, sha256
@@ -86,13 +86,6 @@ def write_file(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def wait_until(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"{what} after {timeout} s"
-        time.sleep(0.2)
-
-
 def test_a_full_cache_disk_gives_enospc_and_keeps_what_was_acknowledged(
         env: CloudEnv, cache_disk: tuple[str, Path]) -> None:
     disk = cache_disk[1]
@@ -135,8 +128,8 @@ def test_a_full_cache_disk_gives_enospc_and_keeps_what_was_acknowledged(
             meta = env.sdk.file_metadata(f"/VZMOBILE/fill/{name}")
             assert isinstance(meta, CloudFile) and meta.checksum == sha256(data)
         # Uploaded content leaves the staging area: there is room for new files again.
-        wait_until(lambda: free_bytes(disk) > 2 * max(SIZES), 30,
-                   f"only {free_bytes(disk)} bytes free after the uploads")
+        assert wait_until(lambda: free_bytes(disk) > 2 * max(SIZES), 30, 0.2), \
+            f"only {free_bytes(disk)} bytes free after the uploads after 30 s"
         again = os.urandom(max(SIZES))
         within(PROMPT, "writing after space was freed", partial(write_file, d / "again.bin", again))
         env.wait_cloud_bytes("/VZMOBILE/fill/again.bin", again, timeout=30)
@@ -152,7 +145,8 @@ def test_reads_are_answered_when_the_block_cache_cannot_store(
     env.sdk.upload(io.BytesIO(content), "/VZMOBILE", "uncached.bin")
     with mounted_on(env, cache_disk) as mnt:
         target = mnt.vz("uncached.bin")
-        wait_until(target.exists, 20, "the cloud's file never appeared in the mount")
+        assert wait_until(target.exists, 20, 0.2), \
+            "the cloud's file never appeared in the mount after 20 s"
         filler = disk / "filler"
         try:
             with open(filler, "wb", buffering=0) as f:

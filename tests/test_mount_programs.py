@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from vzcloud.fs.uploads import sha256_file
+
 from .mount_checks import (
     Tree,
     cloud_tree,
     download_tree,
-    file_sha256,
     local_tree,
     wait_cloud_tree,
 )
@@ -237,7 +238,7 @@ def test_sqlite_database(mnt: Mount, env: CloudEnv, tmp_path: Path):
 
     # Only the database reached the cloud (no journal), and it is a sound database.
     assert sorted(os.listdir(d)) == ["app.db"]
-    wait_cloud_tree(env, "/VZMOBILE/sqlite", {"app.db": file_sha256(db_path)})
+    wait_cloud_tree(env, "/VZMOBILE/sqlite", {"app.db": sha256_file(db_path)})
     copy = tmp_path / "copy.db"
     env.sdk.download("/VZMOBILE/sqlite/app.db", copy)
     db = sqlite3.connect(copy)
@@ -345,7 +346,7 @@ def check_moved(env: CloudEnv, new: Path, cloud_new: str, expected: Tree, old: P
     assert not old.exists()
     for rel, checksum in expected.items():  # every file readable under the new path
         if checksum is not None:
-            assert file_sha256(new / rel) == checksum, rel
+            assert sha256_file(new / rel) == checksum, rel
     assert local_tree(new) == expected
     wait_cloud_tree(env, cloud_new, expected)
 

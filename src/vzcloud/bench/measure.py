@@ -219,6 +219,8 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, step: float) -> bool:
+    """Call ``predicate`` every ``step`` seconds until it holds (True) or ``timeout``
+    seconds have passed (False). The tests' poll loop too."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

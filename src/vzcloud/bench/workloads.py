@@ -235,16 +235,23 @@ def _ls_metrics(s: Sizes) -> list[Metric]:
     return [Metric("ls.cold", f"{what}, cold"), Metric("ls.warm", f"{what}, warm")]
 
 
-def _ls(system: System, ctx: Ctx) -> dict[str, float | None]:
-    folder = system.main / "ls"
-    ctx.cold(system, "main")
+def _listing(system: System, ctx: Ctx, workload: str, part: str, args: list[str],
+             lines: int) -> dict[str, float | None]:
+    """Run the listing program ``args`` over data set part ``part``, cold then warm (see
+    the module docstring); each run must print exactly ``lines`` lines."""
+    ctx.cold(system, part)
     out: dict[str, float | None] = {}
     for variant in ("cold", "warm"):
-        elapsed, listing = _program(["ls", "-l", str(folder)])
-        if _lines(listing) != ctx.sizes.ls_entries + 1:  # + the "total" line
-            raise WrongResult(f"ls -l {folder} printed {_lines(listing)} lines")
-        out[f"ls.{variant}"] = elapsed
+        elapsed, listing = _program(args)
+        if _lines(listing) != lines:
+            raise WrongResult(f"{' '.join(args)} printed {_lines(listing)} lines")
+        out[f"{workload}.{variant}"] = elapsed
     return out
+
+
+def _ls(system: System, ctx: Ctx) -> dict[str, float | None]:
+    return _listing(system, ctx, "ls", "main", ["ls", "-l", str(system.main / "ls")],
+                    ctx.sizes.ls_entries + 1)  # + the "total" line
 
 
 def _find_metrics(s: Sizes) -> list[Metric]:
@@ -253,14 +260,8 @@ def _find_metrics(s: Sizes) -> list[Metric]:
 
 
 def _find(system: System, ctx: Ctx) -> dict[str, float | None]:
-    ctx.cold(system, "tree")
-    out: dict[str, float | None] = {}
-    for variant in ("cold", "warm"):
-        elapsed, found = _program(["find", str(system.tree)])
-        if _lines(found) != ctx.sizes.tree_entries + 1:  # + the top folder
-            raise WrongResult(f"find {system.tree} printed {_lines(found)} lines")
-        out[f"find.{variant}"] = elapsed
-    return out
+    return _listing(system, ctx, "find", "tree", ["find", str(system.tree)],
+                    ctx.sizes.tree_entries + 1)  # + the top folder
 
 
 def _cat_metrics(s: Sizes) -> list[Metric]:

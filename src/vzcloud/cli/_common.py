@@ -2,6 +2,8 @@
 
 - ``profile_option()``: the ``--profile NAME`` option, accepted before and after a
   subcommand (``vzcloud playlist --profile x show UID`` and ``... show UID --profile x``).
+- ``mountpoint_command(...)``: a command about a mount (mount, umount, status, check,
+  refresh): a MOUNTPOINT argument, the module docstring as its --help description.
 - ``connect(args)``: the profile's ``vzcloud.Cloud`` as a context manager. Every
   ``CloudError`` escaping the block becomes a one-line ``CliError`` with its exit code
   and a hint of what to do: 401 -> 3 (sign in again), 404 -> 4, 400 -> 2 (the server
@@ -22,14 +24,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vzcloud import profiles
 from vzcloud.api import errors as E
 from vzcloud.api import paths as P
-from vzcloud.cli import EXIT_AUTH, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CliError
+from vzcloud.cli import (
+    EXIT_AUTH,
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    CliError,
+    Runner,
+    add_command,
+)
 
 if TYPE_CHECKING:
     from vzcloud.api.models import CloudFile, CloudFolder, Share
@@ -57,6 +68,22 @@ def profile_option() -> argparse.ArgumentParser:
                         help="profile to use (default: the default profile, see "
                         "'vzcloud profiles')")
     return parent
+
+
+def mountpoint_command(
+    subparsers: Any, name: str, run: Runner, module_doc: str | None, *, help: str,
+    mountpoint_help: str | None = None, optional: bool = False,
+    parents: Sequence[argparse.ArgumentParser] = (),
+) -> argparse.ArgumentParser:
+    """Add command ``name`` (its parser is returned) with one ``MOUNTPOINT`` argument (a
+    Path; may be left out when ``optional``). Its --help description is ``module_doc``
+    without the first paragraph, the usage line argparse prints itself."""
+    description = module_doc.split("\n\n", 1)[1] if module_doc else None
+    parser = add_command(subparsers, name, run, help=help, description=description,
+                         parents=parents)
+    parser.add_argument("mountpoint", type=Path, nargs="?" if optional else None,
+                        metavar="MOUNTPOINT", help=mountpoint_help)
+    return parser
 
 
 def json_option() -> argparse.ArgumentParser:

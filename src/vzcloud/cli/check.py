@@ -21,18 +21,24 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vzcloud.cli import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, CliError, add_command
-from vzcloud.cli._common import chosen_profile, count, load_profile, out, profile_option
+from vzcloud.cli import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, CliError
+from vzcloud.cli._common import (
+    chosen_profile,
+    count,
+    load_profile,
+    mountpoint_command,
+    out,
+    profile_option,
+)
 from vzcloud.cli.mount import _lock_cache, read_record
 
 
 def register(subparsers: Any) -> None:
-    doc = __doc__.split("\n\n", 1)[1] if __doc__ else None
-    parser = add_command(subparsers, "check", run,
-                         help="compare an unmounted cache with the cloud (and --repair it)",
-                         description=doc, parents=[profile_option()])
-    parser.add_argument("mountpoint", type=Path, nargs="?", metavar="MOUNTPOINT",
-                        help="refuse if a mount runs here")
+    parser = mountpoint_command(
+        subparsers, "check", run, __doc__,
+        help="compare an unmounted cache with the cloud (and --repair it)",
+        mountpoint_help="refuse if a mount runs here", optional=True,
+        parents=[profile_option()])
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help="the cache directory (default: the profile's)")
     parser.add_argument("--repair", action="store_true",

@@ -54,8 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from vzcloud import profiles
-from vzcloud.cli import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, CliError, add_command
-from vzcloud.cli._common import human_size, profile_name
+from vzcloud.cli import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, CliError
+from vzcloud.cli._common import human_size, mountpoint_command, profile_name
 from vzcloud.cli._progress import TransferProgress, count_of
 from vzcloud.cli._systemd import notify
 
@@ -94,11 +94,9 @@ def _positive(text: str) -> float:
 
 
 def register(subparsers: Any) -> None:
-    doc = __doc__.split("\n\n", 1)[1] if __doc__ else None
-    parser = add_command(subparsers, "mount", run_mount,
-                         help="mount the cloud as a local directory (FUSE)", description=doc)
-    parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT",
-                        help="an existing empty directory")
+    parser = mountpoint_command(subparsers, "mount", run_mount, __doc__,
+                                help="mount the cloud as a local directory (FUSE)",
+                                mountpoint_help="an existing empty directory")
     parser.add_argument("--profile", type=profile_name, metavar="NAME",
                         help="profile to use (default: the default profile)")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
@@ -123,10 +121,8 @@ def register(subparsers: Any) -> None:
     # Internal: the daemonizing parent's end of a pipe told "ready" once mounted.
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
 
-    parser = add_command(subparsers, "umount", run_umount,
-                         help="unmount a vzcloud mount, waiting for queued uploads",
-                         description=doc)
-    parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+    parser = mountpoint_command(subparsers, "umount", run_umount, __doc__,
+                                help="unmount a vzcloud mount, waiting for queued uploads")
     parser.add_argument("--force", action="store_true",
                         help="unmount even if busy and do not wait for queued uploads "
                         "(they are finished by the next mount)")

@@ -17,17 +17,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vzcloud.cli import EXIT_FAILED, EXIT_OK, CliError, add_command
+from vzcloud.cli import EXIT_FAILED, EXIT_OK, CliError
+from vzcloud.cli._common import mountpoint_command
 from vzcloud.cli.mount import control_socket, not_running, read_record
 
 WAIT_SECONDS = 45.0  # longer than the mount's own limit (fs.control.REFRESH_TIMEOUT)
 
 
 def register(subparsers: Any) -> None:
-    doc = __doc__.split("\n\n", 1)[1] if __doc__ else None
-    parser = add_command(subparsers, "refresh", run,
-                         help="make a mount fetch the cloud's changes now", description=doc)
-    parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT", help="a vzcloud mount")
+    mountpoint_command(subparsers, "refresh", run, __doc__,
+                       help="make a mount fetch the cloud's changes now",
+                       mountpoint_help="a vzcloud mount")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,8 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from vzcloud import profiles
-from vzcloud.cli import EXIT_FAILED, EXIT_OK, CliError, add_command
-from vzcloud.cli._common import count, human_size, json_option, out, print_json
+from vzcloud.cli import EXIT_FAILED, EXIT_OK, CliError
+from vzcloud.cli._common import (
+    count,
+    human_size,
+    json_option,
+    mountpoint_command,
+    out,
+    print_json,
+)
 from vzcloud.cli.mount import control_socket, mount_records, not_running, read_record
 
 CHECK_SECONDS = 5.0  # the server check waits this long for an answer
@@ -33,12 +40,10 @@ ERRORS_SHOWN = 5  # recent warnings in the text report (--json has them all)
 
 
 def register(subparsers: Any) -> None:
-    doc = __doc__.split("\n\n", 1)[1] if __doc__ else None
-    parser = add_command(subparsers, "status", run,
-                         help="show running mounts: sync, upload queue, cache, errors",
-                         description=doc, parents=[json_option()])
-    parser.add_argument("mountpoint", type=Path, nargs="?", metavar="MOUNTPOINT",
-                        help="a vzcloud mount (default: all of them)")
+    mountpoint_command(subparsers, "status", run, __doc__,
+                       help="show running mounts: sync, upload queue, cache, errors",
+                       mountpoint_help="a vzcloud mount (default: all of them)",
+                       optional=True, parents=[json_option()])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -177,6 +177,9 @@ class MetadataStore:
         # for an upload that landed but could not be recorded (a full cache disk);
         # a job's end drops it.
         self.recovered: dict[int, tuple[str, int]] = {}
+        # When a job could not be written (SQLITE_FULL), or None: a closed file may have
+        # written content and no job; the mount's poller looks for it (``queue_stranded``).
+        self.enqueue_failed_at: float | None = None
         self._sync_lock = threading.Lock()
 
     def _ensure_root(self) -> None:
@@ -454,13 +457,17 @@ class MetadataStore:
         clears an older job's journal (the content is only in the staging file)."""
         now = time.time()
         due = now + delay if delay else 0.0
-        self.db.execute(
-            "INSERT INTO upload_jobs (ino, queued_at, next_try, journal, journal_gen)"
-            " VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT(ino) DO UPDATE SET next_try=excluded.next_try,"
-            " journal=excluded.journal, journal_gen=excluded.journal_gen",
-            (ino, now, due, journal, journal_gen),
-        )
+        try:
+            self.db.execute(
+                "INSERT INTO upload_jobs (ino, queued_at, next_try, journal, journal_gen)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(ino) DO UPDATE SET next_try=excluded.next_try,"
+                " journal=excluded.journal, journal_gen=excluded.journal_gen",
+                (ino, now, due, journal, journal_gen),
+            )
+        except sqlite3.OperationalError:
+            self.enqueue_failed_at = time.monotonic()  # the poller looks for the file
+            raise
 
     def journaled(self, ino: int) -> tuple[bytes, int] | None:
         """The content journaled in ``ino``'s job and its write generation, or None."""

@@ -26,6 +26,8 @@ import logging
 import os
 import re
 import signal
+import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,7 @@ from vzcloud.fs.xattrs import Xattrs
 log = logging.getLogger("vzcloud.fs.mount")
 
 RACED_RETRY = 1.0  # seconds before asking again for a fullview that raced a local change
+STRANDED_AFTER = 5.0  # seconds a dirty, closed file without a job waits to be queued
 MALLOC_ARENAS = 2  # glibc malloc arenas of the mount process (see ``limit_malloc_arenas``)
 _M_ARENA_MAX = -8  # mallopt() parameter number, from glibc's <malloc.h>
 
@@ -139,19 +142,61 @@ def _recover(meta: MetadataStore, staging: StagingArea) -> None:
     for ino in meta.detached():
         meta.delete(ino)
         staging.remove(ino)
+    for ino in unqueued(meta, staging):
+        log.info("queueing %s: written before the last mount stopped",
+                 "/".join(meta.path_parts(ino) or []))
+        meta.enqueue_upload(ino)
     for ino in staging.inodes():
         inode = meta.get(ino)
         if inode is None or inode.parent is None:
             staging.remove(ino)
-        elif inode.dirty and not meta.has_upload_job(ino):
-            log.info("queueing %s: written before the last mount stopped",
-                     "/".join(meta.path_parts(ino) or []))
-            meta.enqueue_upload(ino)
         elif not inode.dirty and not meta.has_upload_job(ino):
             staging.remove(ino)
         if inode is not None and inode.parent is not None and meta.has_upload_job(ino):
             # The previous mount may have sent this content and died before recording it.
             meta.recovered[ino] = (sha256_file(staging.path(ino)), inode.write_gen)
+
+
+def unqueued(meta: MetadataStore, staging: StagingArea,
+             writing: Callable[[int], bool] = lambda ino: False) -> list[int]:
+    """Files whose staged content holds writes not in the cloud (``dirty``) but that have
+    no upload job, except those ``writing`` says a handle still writes (their close
+    queues them): written before a mount died with them open, or closed when their job
+    could not be recorded (close() got ENOSPC: the cache disk was full)."""
+    found = []
+    for ino in staging.inodes():
+        inode = meta.get(ino)
+        if (inode is not None and inode.parent is not None and inode.dirty
+                and not meta.has_upload_job(ino) and not writing(ino)):
+            found.append(ino)
+    return found
+
+
+def queue_stranded(parts: MountParts, first_seen: dict[int, float], now: float,
+                   ) -> dict[int, float]:
+    """The poller's check for ``unqueued`` files, so that one whose close() got ENOSPC
+    does not wait for its next close or the next mount. ``first_seen``: when earlier
+    checks first found each (the result is the same for the next check). A file is
+    queued once found for ``STRANDED_AFTER`` seconds, so never one caught between its
+    creation or first write and its handle's bookkeeping (a thread hop). While the disk
+    is still full the queue refuses it, and the next check tries again."""
+    seen = {ino: first_seen.get(ino, now)
+            for ino in unqueued(parts.meta, parts.staging, parts.core.has_unflushed)}
+    due = sorted(ino for ino, since in seen.items() if now - since >= STRANDED_AFTER)
+    queued = 0
+    try:
+        for ino in due:
+            parts.meta.enqueue_upload(ino)
+            del seen[ino]
+            queued += 1
+            log.info("queueing %s: closed while its upload could not be queued",
+                     "/".join(parts.meta.path_parts(ino) or []))
+    except sqlite3.OperationalError as exc:
+        log.warning("cannot queue %d closed file(s) yet (%s); trying again later",
+                    len(due) - queued, exc)
+    if queued:
+        parts.uploader.wake()
+    return seen
 
 
 async def prepare(parts: MountParts,
@@ -267,13 +312,20 @@ async def poll_changes(parts: MountParts, interval: float) -> None:
     """Apply fullview deltas every ``interval`` seconds, or at once when a sync is
     requested (``Syncer.request_sync``: SIGHUP, ``vzcloud refresh``). Errors are logged,
     not fatal; when the cloud answers again after failures, queued uploads are retried
-    at once instead of at their backoff time."""
+    at once instead of at their backoff time. Each round also queues files closed while
+    their upload could not be queued (``queue_stranded``)."""
     failing = False
     delay = interval
+    stranded: dict[int, float] = {}
     while True:
         with trio.move_on_after(delay):
             await parts.syncer.sync_requested.wait()
         parts.syncer.sync_requested = trio.Event()
+        failed_at = parts.meta.enqueue_failed_at  # rare: a job could not be written
+        if failed_at is not None:
+            stranded = queue_stranded(parts, stranded, trio.current_time())
+            if not stranded and time.monotonic() - failed_at > 2 * STRANDED_AFTER:
+                parts.meta.enqueue_failed_at = None  # its file was queued (or closed again)
         try:
             changes = await parts.syncer.sync_once()
         except Exception as exc:
