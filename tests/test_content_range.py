@@ -68,3 +68,23 @@ def test_head_of_a_range(user: User, big: bytes) -> None:
     r = user.http.head("/files/VZMOBILE/big.bin", headers={"Range": "bytes=100-199"})
     assert r.status_code == 206 and r.content == b""
     assert r.headers["content-length"] == "100"
+
+
+def test_if_range_of_other_content_ignores_a_range_outside_the_file(user: User) -> None:
+    # A resumed download of a replaced, now shorter file: the Range lies beyond the new
+    # content, yet the stale If-Range makes it the whole new file (200), not a 416.
+    upload(user, "/VZMOBILE/swapped.txt", b"new, short")
+    url, beyond = "/files/VZMOBILE/swapped.txt", {"Range": "bytes=1000-"}
+    for stale in ('"the old checksum"', "Thu, 01 Jan 1970 00:00:00 GMT"):
+        r = user.http.get(url, headers={**beyond, "If-Range": stale})
+        assert r.status_code == 200 and r.content == b"new, short", stale
+    etag, modified = r.headers["etag"], r.headers["last-modified"]
+    # Weak tags never match (RFC 9110 13.1.5): the whole file.
+    r = user.http.get(url, headers={"Range": "bytes=0-2", "If-Range": f"W/{etag}"})
+    assert r.status_code == 200 and r.content == b"new, short"
+    # A validator of this very content keeps the Range, outside the file or not.
+    for current in (etag, modified):
+        r = user.http.get(url, headers={**beyond, "If-Range": current})
+        assert r.status_code == 416 and r.headers["content-range"] == "bytes */10", current
+        r = user.http.get(url, headers={"Range": "bytes=5-", "If-Range": current})
+        assert r.status_code == 206 and r.content == b"short", current

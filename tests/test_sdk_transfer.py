@@ -20,6 +20,7 @@ from vzcloud.api.errors import BadRequestError
 from . import sdk_fixtures
 from .conftest import Cloud as CloudFixture
 from .conftest import User
+from .helpers import sha256, upload
 from .sdk_fixtures import SMALL_CHUNK, SMALL_THRESHOLD, make_client
 
 any_sdk = sdk_fixtures.any_sdk  # the fixtures, used by name
@@ -178,3 +179,28 @@ def test_download_retries_a_failing_request(cloud: CloudFixture, sdk: Cloud,
     cloud.server.cloud.faults.fail("download", 503, times=2, retry_after=0)
     sdk.download(f, tmp_path / "x.bin")
     assert (tmp_path / "x.bin").read_bytes() == data
+
+
+def test_a_download_broken_off_while_the_file_is_replaced_gets_the_new_file(
+        cloud: CloudFixture, user: User, any_sdk: Any, tmp_path: Path) -> None:
+    """The body breaks off after 2 MiB; meanwhile the file is replaced by one shorter
+    than what was received. The resumed request's If-Range names the old content, so the
+    server sends the new file whole (a plain Range would be a 416) and the download
+    starts over with it."""
+    MiB = 1 << 20
+    old, new = payload(3 * MiB + 11), payload(MiB // 2, seed=8)
+    f = any_sdk.upload(io.BytesIO(old), V, name="swap.bin")
+    cloud.server.cloud.faults.drop_response("download", after_bytes=2 * MiB)
+    seen: list[tuple[int, int]] = []
+    replaced: list[dict[str, Any]] = []
+
+    def replace_once(done: int, total: int) -> None:
+        if done and not replaced:  # the first MiB of the old content is in
+            replaced.append(upload(user, f"{V}/swap.bin", new))
+        seen.append((done, total))
+
+    meta = any_sdk.download(f, tmp_path / "swap.bin", progress=replace_once)
+    assert cloud.server.cloud.faults.injected["drop_response"] == 1
+    assert (tmp_path / "swap.bin").read_bytes() == new
+    assert isinstance(meta, CloudFile) and (meta.size, meta.checksum) == (len(new), sha256(new))
+    assert replaced and seen[-1] == (len(new), len(new))

@@ -220,7 +220,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "download", "GET", "/files{path}", result="bytes", auth="bearer_or_query",
-        params=(_PATH, Param("Range", "str", "header")),
+        # If-Range (RFC 9110): the Range applies only to the content with that ETag.
+        params=(_PATH, Param("Range", "str", "header"), Param("If-Range", "str", "header")),
         errors=(*_NF, E.GoneError, E.RangeNotSatisfiableError),
         extra_statuses=(206,),
     ),

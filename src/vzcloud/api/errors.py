@@ -121,6 +121,13 @@ class RangeNotSatisfiableError(CloudError):
     error = "range_not_satisfiable"
 
 
+class HeaderFieldsTooLargeError(CloudError):
+    """431: the request line and headers are over the server's limit."""
+
+    status = 431
+    error = "request_header_fields_too_large"
+
+
 class RateLimitedError(CloudError):
     """429: too many requests; ``retry_after`` says when to come back."""
 
@@ -181,6 +188,7 @@ ERRORS_BY_STATUS: dict[int, type[CloudError]] = {
         QuotaExceededError,
         UnsupportedMediaTypeError,
         RangeNotSatisfiableError,
+        HeaderFieldsTooLargeError,
         RateLimitedError,
         ServerError,
         BadGatewayError,

@@ -77,6 +77,13 @@ class Progress:
         self.base += n
         self.report()
 
+    def resize(self, total: int) -> None:
+        """The whole turned out to be ``total`` bytes (a file replaced while downloading):
+        report again with it."""
+        self.total = total
+        self.reported = -1
+        self.report()
+
     def reset(self) -> None:
         """Start over from zero (a download restarted from the first byte)."""
         self.base = 0
@@ -323,6 +330,13 @@ def _range_start(resp: HttpResponse) -> int | None:
     return int(start) if unit == "bytes" and start.isdigit() else None
 
 
+def _file_metadata(session: Session, path: str) -> Flow[CloudFile]:
+    meta = yield from call_flow(session, "metadata", {"path": path})
+    if not isinstance(meta, CloudFile):
+        raise E.BadRequestError(f"{path} is a folder, not a file", error="not_a_file")
+    return meta
+
+
 def download_flow(
     session: Session,
     path: str,
@@ -334,13 +348,14 @@ def download_flow(
 
     Bytes already in a path destination are kept and the rest is fetched with ``Range``
     (when ``sink.resume``); a body that breaks off is resumed the same way, up to
-    ``session.retry.max_attempts`` times in a row without progress. The result's SHA-256
-    must equal the cloud's checksum: on a mismatch after resuming, the download starts
-    once more from zero; otherwise CloudError("checksum_mismatch").
+    ``session.retry.max_attempts`` times in a row without progress, with ``If-Range``
+    naming the ETag of the content received so far: if the file was replaced meanwhile,
+    the server sends the new content whole (200), which is taken from byte 0, and the
+    file's metadata is fetched again (the result describes the content received). The
+    result's SHA-256 must equal the cloud's checksum: on a mismatch after resuming, the
+    download starts once more from zero; otherwise CloudError("checksum_mismatch").
     """
-    meta = yield from call_flow(session, "metadata", {"path": path})
-    if not isinstance(meta, CloudFile):
-        raise E.BadRequestError(f"{path} is a folder, not a file", error="not_a_file")
+    meta = yield from _file_metadata(session, path)
     received = _Received(sink)
     try:
         have: int = yield Blocking(sink.open)
@@ -352,17 +367,30 @@ def download_flow(
         tracker = Progress(meta.size, progress, done=received.pos)
         resumed = received.pos > 0
         failures = 0
+        etag: str | None = None  # of the content received so far, once a response named it
         while True:
             while received.pos < meta.size:
                 start = received.pos
                 headers = {"Range": f"bytes={start}-"} if start else {}
+                if start and etag:
+                    headers["If-Range"] = etag
                 resp: HttpResponse = yield from call_flow(
                     session, "download", {"path": path, **headers}, stream=True)
                 if start and (resp.status != 206 or _range_start(resp) != start):
-                    # The server sent the whole file after all: take it from the top.
+                    # The server sent the whole file after all (or, the content having
+                    # changed, the new one): take it from the top.
                     yield Blocking(received.restart)
                     tracker.reset()
+                replaced = etag is not None and resp.header("ETag") != etag
+                etag = resp.header("ETag")
                 outcome = yield Copy(resp, received.write, tracker.add)
+                if replaced:
+                    # The content received now is a newer version: its size and checksum
+                    # are in its metadata. Should that be newer still, the checksum test
+                    # below starts once more from zero.
+                    meta = yield from _file_metadata(session, path)
+                    tracker.resize(meta.size)
+                    resumed = True
                 if isinstance(outcome, TransportFailure):
                     failures = 0 if received.pos > start else failures + 1
                     if failures >= session.retry.max_attempts:

@@ -6,7 +6,10 @@ It reuses ``content.BlobFileResponse`` (Starlette's FileResponse with 1 MiB read
 Range, If-Range, HEAD) and refuses a bad Range header with our JSON errors before the
 response starts: 400 when malformed, 416 with ``Content-Range: bytes */size`` when outside
 the file. Headers: ``Content-Type`` = the file's mimeType, ``ETag`` = the quoted checksum
-(so ``If-Range`` resumes only the same content), ``Last-Modified`` = versionCreated.
+(so ``If-Range`` resumes only the same content), ``Last-Modified`` = versionCreated. A
+Range with an ``If-Range`` that names other content is ignored before that check: the
+whole current file is sent (200), as RFC 9110 wants, never a 416 for a range that only
+lies outside the new content.
 
 A small blob (up to ``PRELOAD_MAX`` bytes: a mount's block cache fetches many) is read
 whole in the handler's worker thread and served from memory by the same response class:
@@ -95,6 +98,13 @@ def _read_range(blob: Path, start: int, end: int) -> bytes | None:
     return data if len(data) == end - start else None
 
 
+def _if_range_holds(if_range: str, etag: str, last_modified: str) -> bool:
+    """Whether an ``If-Range`` validator names the content about to be sent: its ETag or
+    its Last-Modified date, compared exactly; a weak ETag never holds (RFC 9110 13.1.5).
+    The same test Starlette's FileResponse makes, so both agree on every request."""
+    return not if_range.startswith("W/") and if_range in (etag, last_modified)
+
+
 def blob_response(
     ctx: Ctx, row: sqlite3.Row, range_header: str | None, *, filename: str | None = None
 ) -> Response:
@@ -105,6 +115,15 @@ def blob_response(
         stat = blob.stat()
     except FileNotFoundError:
         raise E.ServerError(f"the content of {row['name']!r} is missing on the server") from None
+    etag = f'"{row["checksum"]}"'
+    # The blob file may be older than this version (deduplicated content).
+    last_modified = formatdate(row["modified"], usegmt=True)
+    if_range = ctx.request.headers.get("if-range")
+    if range_header is not None and if_range is not None and not _if_range_holds(
+            if_range, etag, last_modified):
+        # RFC 9110 13.1.5: the Range was for other content, so it is ignored and the whole
+        # current file is sent (200), even where the range would lie outside it (no 416).
+        range_header = None
     ranges: list[tuple[int, int]] = []
     if range_header is not None:
         try:
@@ -119,14 +138,26 @@ def blob_response(
             )
             response.headers["Content-Range"] = f"bytes */{stat.st_size}"
             return response
+    headers = {
+        "Content-Type": row["mime_type"] or DEFAULT_MIME_TYPE,
+        "ETag": etag,
+        "Last-Modified": last_modified,
+        "Cache-Control": "private, no-cache",
+    }
     response_class: Any = BlobFileResponse
     args: tuple[Any, ...] = (blob,)
     if stat.st_size <= PRELOAD_MAX and ctx.request.method == "GET":
         try:
-            args = (blob.read_bytes(), blob)
-            response_class = PreloadedBlobResponse
+            whole = blob.read_bytes()
         except OSError:  # served from the file, which reports what is wrong
             pass
+        else:
+            quick = _whole_or_one_range(whole, ranges, range_header, ctx.request.headers,
+                                        headers, filename)
+            if quick is not None:
+                return quick
+            args = (whole, blob)
+            response_class = PreloadedBlobResponse
     elif (len(ranges) == 1 and ranges[0][1] - ranges[0][0] <= RANGE_PRELOAD_MAX
           and ctx.request.method == "GET" and "if-range" not in ctx.request.headers
           and ctx.request.headers.get("range") == range_header):
@@ -137,15 +168,26 @@ def blob_response(
         if data is not None:
             args = (data, blob, start)
             response_class = PreloadedBlobResponse
-    return response_class(
-        *args,
-        stat_result=stat,
-        filename=filename,
-        headers={
-            "Content-Type": row["mime_type"] or DEFAULT_MIME_TYPE,
-            "ETag": f'"{row["checksum"]}"',
-            # The blob file may be older than this version (deduplicated content).
-            "Last-Modified": formatdate(row["modified"], usegmt=True),
-            "Cache-Control": "private, no-cache",
-        },
-    )
+    return response_class(*args, stat_result=stat, filename=filename, headers=headers)
+
+
+def _whole_or_one_range(
+    data: bytes, ranges: list[tuple[int, int]], range_header: str | None,
+    request_headers: Any, headers: dict[str, str], filename: str | None,
+) -> Response | None:
+    """The answer to a GET of a small blob held whole (``data``), as a plain Response
+    with the very status, headers and bytes ``BlobFileResponse`` would send: the whole
+    file (no Range) or the one range asked (206, no If-Range). Starlette's file response
+    costs several times the CPU of such a tiny request (a task group and task to watch
+    for a disconnect, an async file, a header copy). None for everything else
+    (several ranges, If-Range, a filename): the caller uses the file response then."""
+    if filename is not None or "if-range" in request_headers:
+        return None
+    asked = request_headers.get("range")
+    if asked is None:
+        return Response(data, headers={**headers, "Accept-Ranges": "bytes"})
+    if asked != range_header or len(ranges) != 1:
+        return None
+    start, end = ranges[0]
+    return Response(data[start:end], status_code=206, headers={
+        **headers, "Accept-Ranges": "bytes", "Content-Range": f"bytes {start}-{end - 1}/{len(data)}"})

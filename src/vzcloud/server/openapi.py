@@ -20,7 +20,7 @@ What is generated, per endpoint of the table:
   wrappers of the wire, e.g. ``{"file": File}``), the endpoint's extra statuses (206,
   205, 412), and one response per declared error status, plus what the router adds
   for every endpoint (400 for parameters, 401 without a valid token, 413 for an
-  oversize body, 429/503 with ``Retry-After``) — all with the JSON error schema
+  oversize body, 431 for an oversize request head, 429/503 with ``Retry-After``) — all with the JSON error schema
   ``{"error", "error_description"}``.
 """
 
@@ -301,6 +301,7 @@ def error_statuses(ep: Endpoint) -> set[int]:
     """Every error status ``ep`` may answer: its declared errors and the router's own."""
     statuses = {cls.status for cls in ep.errors if cls.status}
     statuses.add(400)  # parameters are validated for every endpoint
+    statuses.add(431)  # request line and headers over the server's limit (server.runner)
     if ep.auth in ("bearer", "bearer_or_query", "client"):
         statuses.add(401)
     if ep.body in ("json", "form"):
