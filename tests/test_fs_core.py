@@ -549,18 +549,22 @@ async def test_upload_landed_but_not_recorded_is_ours_for_sync_and_retry(
         meta = fs.parts.meta
         real_tx = meta.tx
         refused: list[int] = []
+        was_refused = trio.Event()
 
         def tx_failing_while_sending() -> Any:
-            if meta.sending and not refused:  # the uploader recording what it sent
+            # The uploader recording what it sent, and again once it released its
+            # reserve (fs/reserve.py): the disk is still full.
+            if meta.sending and len(refused) < 2:
                 refused.append(next(iter(meta.sending)))
+                if len(refused) == 2:
+                    was_refused.set()
                 raise disk_full_error()
             return real_tx()
 
         meta.tx = tx_failing_while_sending  # type: ignore[method-assign]
         await fs.write_file("/VZMOBILE/full.txt", b"landed unrecorded", fsync=False)
         with trio.fail_after(10):
-            while not refused:
-                await trio.sleep(0.01)
+            await was_refused.wait()
         ino = refused[0]
         # The retry waits out its backoff (0.5 s): the sync comes first.
         assert meta.has_upload_job(ino)
@@ -579,6 +583,31 @@ async def test_upload_landed_but_not_recorded_is_ours_for_sync_and_retry(
         fs.parts.uploader.retry_all_now()
     assert cloud_bytes(sdk, "/VZMOBILE/full.txt") == b"landed unrecorded"
     assert [f.name for f in sdk.metadata("/VZMOBILE").files] == ["full.txt"]
+
+
+@pytest.mark.trio
+async def test_a_full_disk_records_an_upload_with_the_room_kept_back(cloud, user, sdk, cache):
+    """Recording a landed upload is what frees its staged file; on a full disk (SQLITE_FULL
+    once) the uploader releases its reserve and records at once, then takes the reserve
+    back once the staged file is gone."""
+    async with open_fs(cloud, user, cache) as fs:
+        meta, reserve = fs.parts.meta, fs.parts.uploader.reserve
+        assert reserve is not None and reserve.held and reserve.path.stat().st_size > 0
+        real_tx = meta.tx
+        refused: list[int] = []
+
+        def tx_full_once() -> Any:
+            if meta.sending and not refused:
+                refused.append(next(iter(meta.sending)))
+                raise disk_full_error()
+            return real_tx()
+
+        meta.tx = tx_full_once  # type: ignore[method-assign]
+        await fs.write_file("/VZMOBILE/recorded.txt", b"recorded at once", fsync=True)
+        assert len(refused) == 1 and not meta.has_upload_job(refused[0])
+        assert fs.remote.calls.get("upload") == 1 and fs.parts.uploader.failures == 0
+        assert reserve.held and reserve.path.exists()  # taken back after the record
+    assert cloud_bytes(sdk, "/VZMOBILE/recorded.txt") == b"recorded at once"
 
 
 @pytest.mark.trio

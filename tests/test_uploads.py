@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from vzcloud.server.admin import create_user
 from vzcloud.server.config import ServerConfig
 
 from .conftest import Cloud, User
@@ -305,4 +306,129 @@ def test_start_removes_crash_leftovers(server_config: ServerConfig) -> None:
     assert not cloud.blobs.exists(orphan)
     assert list(cloud.blobs.tmp_dir.iterdir()) == []
     assert not stray.exists()
+    cloud.close()
+
+
+# Concurrent small uploads: blobs placed outside the store lock, one shared WAL flush -----
+
+def test_concurrent_uploads_all_land_once_each(cloud: Cloud, user: User) -> None:
+    """Sixteen unchunked uploads at once, half of them the same content: every one is
+    answered 201 and readable, each content is one blob, nothing is left in tmp/."""
+    for d in range(4):  # folders hold at most 5 files here
+        mkdir(user, f"/VZMOBILE/many{d}")
+    contents = {f"/VZMOBILE/many{i % 4}/f{i:02d}": (b"same" if i % 2 else b"own %d" % i)
+                for i in range(16)}
+    with ThreadPoolExecutor(16) as pool:
+        files = list(pool.map(lambda item: upload(user, *item), contents.items()))
+    assert sorted(f["name"] for f in files) == sorted(p.rsplit("/", 1)[1] for p in contents)
+    for path, data in contents.items():
+        assert user.http.get(f"/files{path}").content == data
+    blobs = cloud.server.cloud.blobs
+    assert sorted(blobs.all_checksums()) == sorted({sha256(d) for d in contents.values()})
+    assert list(blobs.tmp_dir.iterdir()) == []
+    quota = user.http.get("/account").json()["usage"]["quotaUsed"]
+    assert quota == sum(len(d) for d in contents.values())
+
+
+def test_upload_whose_folder_went_away_leaves_no_blob(cloud: Cloud, user: User) -> None:
+    mkdir(user, "/VZMOBILE/gone")
+    data = b"orphan to be"
+    urls = _open(user, "/VZMOBILE/gone/x", data)
+    r = user.http.delete("/fops/delete", params={"path": "/VZMOBILE/gone", "purge": "true"})
+    assert r.status_code == 200, r.text
+    r = user.http.post(with_query(urls["uploadurl"], checksum=sha256(data)), content=data)
+    _error(r, 404)
+    blobs = cloud.server.cloud.blobs
+    assert not blobs.exists(sha256(data))
+    assert list(blobs.tmp_dir.iterdir()) == []
+
+
+def test_a_placed_blob_collected_before_its_record_is_put_back(tmp_path: Path) -> None:
+    """``place`` links the blob outside the store lock; a garbage collection may delete
+    it before the version row exists (same content released meanwhile):
+    ``ensure_placed``, under the lock, links it again from the writer's file."""
+    from vzcloud.server.blobs import BlobStore
+
+    blobs = BlobStore(tmp_path)
+    writer = blobs.writer()
+    writer.write(b"content")
+    checksum = blobs.place(writer)
+    assert blobs.path(checksum).read_bytes() == b"content"
+    blobs.delete(checksum)  # what a collection does
+    blobs.ensure_placed(writer, checksum)
+    writer.abort()  # the temporary name goes, the blob stays
+    assert blobs.path(checksum).read_bytes() == b"content"
+    assert list(blobs.tmp_dir.iterdir()) == []
+
+
+def test_wal_sync_shares_flushes_among_concurrent_callers(tmp_path: Path) -> None:
+    """Every caller returns after a flush that began after it called; callers arriving
+    during a flush share the next one."""
+    import threading
+    import time
+
+    from vzcloud.server.blobs import WalSync
+
+    class Counted(WalSync):
+        def __init__(self, db_path: Path) -> None:
+            super().__init__(db_path)
+            self.flushes = 0
+            self.started: list[float] = []
+
+        def _fdatasync(self) -> None:
+            self.started.append(time.monotonic())
+            time.sleep(0.05)  # a slow disk: callers pile up meanwhile
+            super()._fdatasync()
+            self.flushes += 1
+
+    db = tmp_path / "x.db"
+    db.write_bytes(b"")
+    sync = Counted(db)
+    called: list[float] = []
+    returned: list[float] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        t = time.monotonic()
+        sync.sync()
+        with lock:
+            called.append(t)
+            returned.append(time.monotonic())
+
+    threads = [threading.Thread(target=caller) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.005)
+    for thread in threads:
+        thread.join()
+    assert len(returned) == 20
+    assert 2 <= sync.flushes < 20
+    for at in called:  # some flush started after each call
+        assert any(start >= at for start in sync.started)
+
+
+def test_quota_used_is_counted_for_a_database_without_the_usage_table(
+        server_config: ServerConfig) -> None:
+    import sqlite3
+
+    from vzcloud.server.app import CloudServer
+
+    cloud = CloudServer(server_config)
+    account, _ = create_user(cloud, "old")
+    store = cloud.store
+    root = store.resolve_folder(account, "/VZMOBILE")["id"]
+    with store.tx():
+        store.insert_item(account.id, root, "a", is_folder=False, size=7, checksum="0" * 64)
+        store.insert_item(account.id, root, "b", is_folder=False, size=5, checksum="1" * 64)
+    assert store.quota_used(account.id) == 12
+    path = store.path
+    cloud.close()
+    db = sqlite3.connect(path)  # as a database made before the table existed
+    db.execute("DROP TABLE usage")
+    for trigger in ("items_usage_insert", "items_usage_delete", "items_usage_update"):
+        db.execute(f"DROP TRIGGER {trigger}")
+    db.commit()
+    db.close()
+    cloud = CloudServer(server_config)
+    assert cloud.store.quota_used(account.id) == 12
     cloud.close()

@@ -37,6 +37,7 @@ ROOT_INODE = 1
 # ``fs.special``), kept in memory; the table's AUTOINCREMENT never gets this far.
 SPECIAL_INO_BASE = 1 << 40
 SCHEMA_VERSION = 1
+WAL_SIZE_LIMIT = 4 << 20  # bytes the WAL is cut back to after a checkpoint
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -159,6 +160,9 @@ class MetadataStore:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # Small files' content passes through the WAL (journaled upload jobs): a WAL left
+        # at its high-water mark would hold that space on the cache disk for good.
+        self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self.db.executescript(SCHEMA)
         self._add_missing_columns()
         self._ensure_root()

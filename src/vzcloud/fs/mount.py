@@ -42,6 +42,7 @@ from vzcloud.fs.errno_map import failure_text
 from vzcloud.fs.metadata import MetadataStore
 from vzcloud.fs.operations import KernelNotifier, Operations
 from vzcloud.fs.remote import Remote
+from vzcloud.fs.reserve import DiskReserve
 from vzcloud.fs.special import CloudMarks, SpecialDirs
 from vzcloud.fs.staging import StagingArea
 from vzcloud.fs.sync import Syncer
@@ -116,10 +117,13 @@ def build(config: MountConfig, remote: Remote, notifier: Notifier | None = None)
     blocks = BlockCache(cache / "blocks", config.cache_size)
     staging = StagingArea(cache / "staging")
     core = FilesystemCore(meta, blocks, staging, remote, config.options)
+    reserve = DiskReserve(cache / "reserve")  # see fs/reserve.py
+    reserve.ensure()
     uploader = Uploader(
         meta, staging, blocks, remote, cache / "snapshots",
         parallel=config.upload_parallel, is_open=core.is_open,
         has_unflushed=core.has_unflushed, content_lock=core.content_lock, busy=core.busy,
+        reserve=reserve,
     )
     core.uploader = uploader
     _recover(meta, staging)

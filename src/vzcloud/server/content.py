@@ -8,7 +8,9 @@ and records the change with ``store.log_change``.
 Blob lifetime: a blob file is adopted (renamed into ``blobs/``) and its version row is
 inserted while holding ``store.lock``; ``CloudServer.collect_garbage`` checks references
 and deletes under the same lock, so a blob being adopted is never deleted by a concurrent
-garbage collection that saw it unreferenced a moment earlier.
+garbage collection that saw it unreferenced a moment earlier. (An unchunked upload links
+its blob into place before taking the lock, so that disk flushes overlap, and re-links
+it under the lock if a collection deleted it meanwhile: ``BlobStore.place``.)
 
 Abandoned uploads: ``remove_expired_uploads`` deletes expired sessions and their chunk
 files. It runs at server start (``recover``) and lazily at every upload intent (a cheap

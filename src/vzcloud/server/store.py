@@ -112,6 +112,32 @@ CREATE UNIQUE INDEX IF NOT EXISTS items_entry ON items(parent_id, name) WHERE tr
 CREATE INDEX IF NOT EXISTS items_parent ON items(parent_id);
 CREATE INDEX IF NOT EXISTS items_account ON items(account_id, is_folder);
 
+-- Bytes used per account (``quota_used``: the size of every file, the trash included),
+-- kept by triggers on items: summing every file is O(files) and uploads ask it twice.
+CREATE TABLE IF NOT EXISTS usage (
+    account_id    INTEGER PRIMARY KEY,
+    used          INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS items_usage_insert AFTER INSERT ON items WHEN NEW.is_folder = 0
+BEGIN
+    INSERT INTO usage (account_id, used) VALUES (NEW.account_id, NEW.size)
+        ON CONFLICT(account_id) DO UPDATE SET used = used + excluded.used;
+END;
+CREATE TRIGGER IF NOT EXISTS items_usage_delete AFTER DELETE ON items WHEN OLD.is_folder = 0
+BEGIN
+    UPDATE usage SET used = used - OLD.size WHERE account_id = OLD.account_id;
+END;
+CREATE TRIGGER IF NOT EXISTS items_usage_update AFTER UPDATE OF size, is_folder, account_id
+    ON items WHEN OLD.size != NEW.size OR OLD.is_folder != NEW.is_folder
+                  OR OLD.account_id != NEW.account_id
+BEGIN
+    UPDATE usage SET used = used - OLD.size
+        WHERE account_id = OLD.account_id AND OLD.is_folder = 0;
+    INSERT INTO usage (account_id, used)
+        VALUES (NEW.account_id, CASE WHEN NEW.is_folder = 0 THEN NEW.size ELSE 0 END)
+        ON CONFLICT(account_id) DO UPDATE SET used = used + excluded.used;
+END;
+
 -- Content versions of files, newest last. A blob file lives while a row names it.
 CREATE TABLE IF NOT EXISTS versions (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -243,7 +269,14 @@ class Store:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=5000")
+        had_usage = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='usage'").fetchone()
         self.db.executescript(SCHEMA)
+        if had_usage is None:  # a database from before the usage table: count once
+            with self.tx() as db:
+                db.execute("DELETE FROM usage")
+                db.execute("INSERT INTO usage (account_id, used) SELECT account_id, SUM(size)"
+                           " FROM items WHERE is_folder = 0 GROUP BY account_id")
         with self.tx() as db:
             if db.execute("SELECT 1 FROM meta WHERE key='epoch'").fetchone() is None:
                 db.execute("INSERT INTO meta VALUES ('epoch', ?)", (new_id(4),))
@@ -324,13 +357,12 @@ class Store:
             )
 
     def quota_used(self, account_id: int) -> int:
-        """Bytes used: current versions of every file not purged (the trash counts)."""
+        """Bytes used: current versions of every file not purged (the trash counts),
+        as the ``usage`` table's triggers keep it."""
         with self.tx() as db:
-            row = db.execute(
-                "SELECT COALESCE(SUM(size), 0) FROM items WHERE account_id=? AND is_folder=0",
-                (account_id,),
-            ).fetchone()
-            return int(row[0])
+            row = db.execute("SELECT used FROM usage WHERE account_id=?",
+                             (account_id,)).fetchone()
+            return int(row[0]) if row is not None else 0
 
     # Items ------------------------------------------------------------------------------
 

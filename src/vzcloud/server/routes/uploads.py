@@ -4,16 +4,18 @@
 An intent checks the target and the limits and opens a session (``uploads`` table) that
 expires after ``config.upload_ttl``. Unchunked: the POST body is the whole file, streamed
 into a blob writer (hashed as written), verified against the intent's size and checksum
-and committed as a new file version (201 ``{"file"}``). Chunked: each POST stores chunk
-``offset`` (1-based) as ``uploads/<id>/<offset>``; chunks may come in any order and in
-parallel, and re-sending one replaces it (written to a temporary name, fsynced, then
-renamed and the rename fsynced, so a commit never sees half a chunk and a chunk answered
-with 201 survives a crash or power loss). The commit concatenates chunks 1..n into a blob writer,
-verifies size and checksum and commits like an unchunked upload. So that the commit
-need not read and hash the whole file again, chunks are also appended to a blob writer
-as soon as they are complete in order (``_Assembly``: chunk n once 1..n-1 are in); the
-commit uses it when it holds exactly chunks 1..n. It is only a shortcut: the chunk files
-stay the truth, and a re-sent chunk already appended (or any failure) drops it.
+and committed as a new file version (201 ``{"file"}``, once the blob and its record
+are durable: ``_commit_whole``, a group commit across concurrent uploads). Chunked: each
+POST stores chunk ``offset`` (1-based) as ``uploads/<id>/<offset>``; chunks may come in
+any order and in parallel, and re-sending one replaces it (written to a temporary name,
+fsynced, then renamed and the rename fsynced, so a commit never sees half a chunk and a
+chunk answered with 201 survives a crash or power loss). The commit concatenates chunks
+1..n into a blob writer, verifies size and checksum and commits like an unchunked
+upload. So that the commit need not read and hash the whole file again, chunks are also
+appended to a blob writer as soon as they are complete in order (``_Assembly``: chunk n
+once 1..n-1 are in); the commit uses it when it holds exactly chunks 1..n. It is only a
+shortcut: the chunk files stay the truth, and a re-sent chunk already appended (or any
+failure) drops it.
 
 Request bodies are streamed: at most ~1 MiB is held in memory per request, and file work
 runs in worker threads (``anyio.to_thread``) so the event loop never blocks on disk.
@@ -29,6 +31,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -47,9 +50,9 @@ from vzcloud.api.errors import (
 from vzcloud.api.models import UploadIntent
 from vzcloud.server import content
 from vzcloud.server.app import Ctx
-from vzcloud.server.blobs import COPY_BUFFER, HEX64, BlobWriter, _fsync_dir
+from vzcloud.server.blobs import COPY_BUFFER, HEX64, BlobWriter, WalSync, _fsync_dir
 from vzcloud.server.routes import handler
-from vzcloud.server.store import new_id
+from vzcloud.server.store import Store, new_id
 
 BATCH = 1 << 20  # bytes gathered from the request stream before one write in a thread
 
@@ -171,7 +174,8 @@ def _not_synced(ctx: Ctx) -> Iterator[None]:
     synced commit, which makes them durable too). For an unchunked session's row: losing
     it only makes its POST a 404 (the client opens another; nothing was acknowledged as
     stored), and it saves one of the two disk syncs per small upload. Chunked sessions
-    stay synced: their acknowledged chunks depend on the row."""
+    stay synced: their acknowledged chunks depend on the row. Also for an unchunked
+    upload's new version, which ``WalSync`` then makes durable before the answer."""
     with ctx.store.lock:  # no other transaction runs meanwhile (it must stay synced)
         ctx.store.db.execute("PRAGMA synchronous=NORMAL")
         try:
@@ -296,7 +300,19 @@ def _check_checksum_param(session: sqlite3.Row, given: str) -> None:
 async def upload(ctx: Ctx, args: dict[str, Any]) -> Any:
     """Receive the whole file (unchunked session) or one chunk (chunked session)."""
     upload_id: str = args["uploadid"]
+    declared = ctx.request.headers.get("content-length")
+    if ("chunk" in ctx.request.query_params and not args["chunk"]
+            and declared is not None and declared.isdigit() and int(declared) <= BATCH):
+        return await _receive_small(ctx, args)
     session = await to_thread.run_sync(_session, ctx, upload_id)
+    _check_session_kind(ctx, session, args)
+    if session["chunked"]:
+        await _receive_chunk(ctx, session, args["offset"])
+        return None
+    return await _receive_whole(ctx, session)
+
+
+def _check_session_kind(ctx: Ctx, session: sqlite3.Row, args: dict[str, Any]) -> None:
     _check_checksum_param(session, args["checksum"])
     # The session knows whether it is chunked; a contradicting explicit ``chunk`` means
     # the client mixed up its URLs (an absent one, dropped by a client, is fine).
@@ -305,51 +321,103 @@ async def upload(ctx: Ctx, args: dict[str, Any]) -> Any:
             f"this upload session is {'chunked' if session['chunked'] else 'unchunked'}; "
             f"use the uploadurl of the intent as given"
         )
-    if session["chunked"]:
-        await _receive_chunk(ctx, session, args["offset"])
-        return None
-    return await _receive_whole(ctx, session)
+
+
+def _too_large(size: int) -> CloudError:
+    return QuotaExceededError(f"the body is larger than the declared size {size}",
+                              error="size_mismatch")
+
+
+async def _receive_small(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
+    """A whole small file (``chunk=false``, Content-Length at most ``BATCH``), the
+    common case: the body is gathered on the event loop, then the session lookup, the
+    checks, the blob and the commit are one thread hop (the same answers as
+    ``_receive_whole``, a 404 for an unknown session only once the body is in)."""
+    body = bytearray()
+    await _receive(ctx.request, body.extend, BATCH, lambda: _too_large(BATCH),
+                   in_thread=False)
+
+    def store_small() -> dict[str, Any]:
+        session = _session(ctx, args["uploadid"])
+        _check_session_kind(ctx, session, args)
+        if len(body) > session["size"]:
+            raise _too_large(session["size"])
+        writer = ctx.cloud.blobs.writer()
+        try:
+            writer.write(bytes(body))
+            return _commit_whole(ctx, session, writer)
+        finally:
+            writer.abort()  # the blob, if placed, is a second link: this is the temporary one
+
+    return await to_thread.run_sync(store_small)
+
+
+def _commit_whole(ctx: Ctx, session: sqlite3.Row, writer: BlobWriter) -> dict[str, Any]:
+    """Commit an unchunked session's received content as the new file version (worker
+    thread; the caller aborts ``writer`` afterwards). Answered only once the blob and
+    its record are durable, with the disk flushes outside the store lock: the blob is
+    fsynced and linked into place first (``BlobStore.place``), then the version row and
+    the session's end are one commit that does not wait for the disk, then one WAL
+    flush shared with concurrent uploads (``WalSync``) makes it durable. The blob is
+    durable before any flush can make its record so."""
+    _verify(writer.size, writer.sha256, session)
+    blobs = ctx.cloud.blobs
+    checksum = blobs.place(writer)
+    try:
+        with _not_synced(ctx), ctx.store.tx() as db:
+            blobs.ensure_placed(writer, checksum)
+            row = content.put_file_version(
+                ctx.store, ctx.cloud.config, ctx.account, session["parent_id"],
+                session["name"], checksum, writer.size)
+            db.execute("DELETE FROM uploads WHERE id=?", (session["id"],))
+    except BaseException:
+        with ctx.store.lock:  # e.g. the folder went away: no blob left behind
+            if not ctx.store.referenced(checksum):
+                blobs.delete(checksum)
+        raise
+    answer = _file_json(ctx, row)
+    _wal_sync(ctx).sync()
+    return answer
+
+
+_wal_syncs: weakref.WeakKeyDictionary[Store, WalSync] = weakref.WeakKeyDictionary()
+_wal_syncs_lock = threading.Lock()
+
+
+def _wal_sync(ctx: Ctx) -> WalSync:
+    """The group commit of this cloud's database (one per store, made on first use)."""
+    with _wal_syncs_lock:
+        sync = _wal_syncs.get(ctx.store)
+        if sync is None:
+            sync = _wal_syncs[ctx.store] = WalSync(ctx.store.path)
+        return sync
 
 
 async def _receive_whole(ctx: Ctx, session: sqlite3.Row) -> dict[str, Any]:
-    """Small files are the common case, so the work after the body is one thread hop
-    and one store commit: the new version and the session's end land together (an
-    unchunked session has no chunk folder to remove). A body of at most ``BATCH`` bytes
-    is gathered in memory first, so blob writing, fsync and commit are that one hop."""
+    """An unchunked body streamed into a blob writer (a body of at most ``BATCH`` bytes
+    is gathered in memory first, so blob writing, fsync and commit are one hop); see
+    ``_commit_whole``."""
     size: int = session["size"]
-
-    def too_large() -> CloudError:
-        return QuotaExceededError(f"the body is larger than the declared size {size}",
-                                  error="size_mismatch")
-
-    def commit(writer: BlobWriter) -> dict[str, Any]:
-        _verify(writer.size, writer.sha256, session)
-        writer.close()  # the fsync, before the store lock (see ``adopt_and_put``)
-        with ctx.store.tx() as db:
-            row = content.adopt_and_put(
-                ctx.store, ctx.cloud.blobs, ctx.cloud.config, ctx.account,
-                session["parent_id"], session["name"], writer)
-            db.execute("DELETE FROM uploads WHERE id=?", (session["id"],))
-        return _file_json(ctx, row)
 
     if size <= BATCH:
         body = bytearray()
-        await _receive(ctx.request, body.extend, size, too_large, in_thread=False)
+        await _receive(ctx.request, body.extend, size, lambda: _too_large(size),
+                       in_thread=False)
 
         def store_small() -> dict[str, Any]:
             writer = ctx.cloud.blobs.writer()
             try:
                 writer.write(bytes(body))
-                return commit(writer)
+                return _commit_whole(ctx, session, writer)
             finally:
-                writer.abort()  # no-op once adopted (the file was renamed away)
+                writer.abort()
 
         return await to_thread.run_sync(store_small)
 
     writer = await to_thread.run_sync(ctx.cloud.blobs.writer)
     try:
-        await _receive(ctx.request, writer.write, size, too_large)
-        return await to_thread.run_sync(commit, writer)
+        await _receive(ctx.request, writer.write, size, lambda: _too_large(size))
+        return await to_thread.run_sync(_commit_whole, ctx, session, writer)
     finally:
         await to_thread.run_sync(writer.abort)
 
