@@ -8,24 +8,36 @@ Reads are cheap because a read takes only the bytes it asks for: diskcache keeps
 block (of 32 KiB or more) in a file of its own, and ``read`` ``pread``s the asked range
 of that file, so a 4 KiB random read costs a 4 KiB disk read, not a 1 MiB one. Where
 each block's file is, is remembered in memory (``_files``), so a warm read costs no
-SQLite round trip; diskcache's LRU order is brought up to date in batches (``_touched``).
-A remembered file that eviction deleted simply fails to open: then diskcache is asked
-again (a miss). The content of a file never changes once written (diskcache writes a
-new file for every ``set``), so a stale entry never yields wrong bytes.
+SQLite round trip; diskcache's LRU order is brought up to date in batches (``_touched``:
+one UPDATE of diskcache's access times). A remembered file that eviction deleted simply
+fails to open: then diskcache is asked again (a miss). The content of a file never
+changes once written (diskcache writes a new file for every ``set``), so a stale entry
+never yields wrong bytes.
+
+Sequential readers of cached blocks: ``advise`` (in a thread of the cache's own, through
+``advise_soon``) has the kernel read the next blocks' files into the page cache, all at
+once, so the disk works ahead of the reader; ``read(nowait=True)`` then takes a block
+from the page cache without waiting for the disk (``RWF_NOWAIT``), which is cheap enough
+for the trio thread (a thread hop would cost more than the copy), into a ``bytearray``
+handed on as is.
 
 Memory: blocks just downloaded are kept in ``_hot`` (bounded by ``hot_bytes``) for the
 reader that is about to ask for them, and in ``_pending`` until they are on disk (the
-disk write is off the reader's path). ``get_hot``, ``remember``, ``stage`` and
-``contains_hot`` never touch the disk (fine on the trio thread); every other method may
-block: call it from a worker thread, never inline in a FUSE handler.
+disk write is off the reader's path). ``get_hot``, ``remember``, ``stage``,
+``contains_hot``, ``known_on_disk``, ``advise_soon`` and ``read(nowait=True)`` never wait
+for the disk (fine on the trio thread); every other method may block: call it from a
+worker thread, never inline in a FUSE handler.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import queue
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -40,6 +52,12 @@ DEFAULT_BLOCK_SIZE = 1 << 20
 HOT_BYTES = 32 << 20  # blocks kept in memory (downloaded, about to be read)
 REMEMBERED_FILES = 1 << 16  # block file paths remembered (~10 MiB of memory at most)
 TOUCH_BATCH = 64  # warm reads between two LRU updates of diskcache
+_nowait_supported = True  # until a read of the cache's filesystem says otherwise
+
+
+# What a read returns: the bytes, or (read from the page cache into a buffer of its own,
+# handed on without a copy) a bytearray of them.
+Buffer = bytes | bytearray
 
 
 class _BlockDisk(diskcache.Disk):
@@ -88,6 +106,9 @@ class BlockCache:
         self._pending: dict[str, bytes] = {}
         self._files: OrderedDict[str, str] = OrderedDict()
         self._touched: set[str] = set()
+        # ``advise_soon``'s jobs and the thread doing them (started on first use).
+        self._advice: queue.SimpleQueue[tuple[str, list[int]] | None] = queue.SimpleQueue()
+        self._advisor: threading.Thread | None = None
         self.hits = 0
         self.misses = 0
 
@@ -147,11 +168,14 @@ class BlockCache:
     # Disk (worker threads) -----------------------------------------------------------------
 
     def read(self, checksum: str, index: int, start: int = 0, length: int = -1,
-             known_only: bool = False) -> bytes | None:
+             known_only: bool = False, nowait: bool = False) -> Buffer | None:
         """Bytes ``[start, start + length)`` of the block (to its end if ``length`` < 0),
         from memory or disk; None if it is not cached (or shorter than asked).
         ``known_only``: only from memory or a block file whose path is remembered (never
-        a SQLite query, which may wait for diskcache's lock)."""
+        a SQLite query, which may wait for diskcache's lock). ``nowait`` (implies
+        ``known_only``): never wait for the disk either, only what the page cache holds
+        of the block file (``advise`` gets it there ahead of a sequential reader); None
+        otherwise. Fine on the trio thread."""
         hot = self.get_hot(checksum, index)
         if hot is not None:
             stop = len(hot) if length < 0 else start + length
@@ -159,8 +183,10 @@ class BlockCache:
         key = self.key(checksum, index)
         with self._lock:
             path = self._files.get(key)
+        if nowait:
+            known_only = True
         if path is not None:
-            data = _pread(path, start, length)
+            data = _pread(path, start, length, nowait)
             if data is not None:
                 with self._lock:
                     self.hits += 1
@@ -169,8 +195,9 @@ class BlockCache:
                 if touched >= TOUCH_BATCH and not known_only:
                     self.flush_touches()
                 return data
-            with self._lock:  # evicted meanwhile
-                self._files.pop(key, None)
+            if not nowait:  # else it may just not be in the page cache
+                with self._lock:  # evicted meanwhile
+                    self._files.pop(key, None)
         # A miss (the usual case here: a block never read) costs a read-only query; only a
         # hit takes diskcache's write lock, for ``get`` moving it up the LRU order.
         if known_only:
@@ -197,7 +224,60 @@ class BlockCache:
 
     def get(self, checksum: str, index: int) -> bytes | None:
         """The whole block, from memory or disk; None if it is not cached."""
-        return self.read(checksum, index)
+        data = self.read(checksum, index)
+        return data if data is None or isinstance(data, bytes) else bytes(data)
+
+    def advise(self, checksum: str, indices: Iterable[int]) -> None:
+        """Have the kernel start reading the files of these blocks into the page cache
+        (``posix_fadvise`` WILLNEED: the disk works ahead of a sequential reader, which
+        then reads them with ``read(nowait=True)`` without a thread hop, instead of one
+        synchronous disk read per block). Only blocks whose file path is remembered;
+        also brings diskcache's LRU order up to date when due (reads without a worker
+        thread cannot). Blocks the disk."""
+        for index in indices:
+            key = self.key(checksum, index)
+            with self._lock:
+                path = self._files.get(key)
+            if path is None:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                with self._lock:  # evicted
+                    self._files.pop(key, None)
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+        with self._lock:
+            due = len(self._touched) >= TOUCH_BATCH
+        if due:
+            self.flush_touches()
+
+    def advise_soon(self, checksum: str, indices: list[int]) -> None:
+        """``advise`` in the background, in a thread of the cache's own: the caller
+        neither waits nor pays for a trio thread hop (fine on the trio thread)."""
+        with self._lock:
+            if self._advisor is None:
+                self._advisor = threading.Thread(target=self._advise_loop, daemon=True,
+                                                 name="vzcloud-block-advice")
+                self._advisor.start()
+        self._advice.put((checksum, indices))
+
+    def _advise_loop(self) -> None:
+        while (job := self._advice.get()) is not None:
+            try:
+                self.advise(*job)
+            except Exception as exc:  # best effort: the reader waits for the disk instead
+                log.debug("advising blocks of %s failed: %r", job[0], exc)
+
+    def known_on_disk(self, checksum: str, index: int) -> bool:
+        """Whether the block's file path is remembered (and the block not in memory): a
+        hint, as ``contains_hot``."""
+        key = self.key(checksum, index)
+        with self._lock:
+            return key in self._files and key not in self._hot and key not in self._pending
 
     def _note_file(self, key: str, path: str) -> None:
         with self._lock:
@@ -213,11 +293,17 @@ class BlockCache:
             keys, self._touched = self._touched, set()
         if not keys:
             return
+        # What diskcache's ``get`` does to a hit under the least-recently-used policy
+        # (set its access_time), without opening each block's file: one statement for
+        # all, mostly in SQLite (few GIL-holding steps for the reader's thread to wait on).
+        # diskcache has no public call for this; ``_con`` is its connection and ``Cache``
+        # its table in the 5.x series pyproject.toml allows (tests/test_fs_read_cache.py
+        # checks the order this gives).
+        now = time.time()
         with self.cache.transact():
-            for key in keys:
-                value = self.cache.get(key, read=True)
-                if hasattr(value, "close"):
-                    value.close()
+            self.cache._con.executemany(
+                "UPDATE Cache SET access_time = ? WHERE key = ? AND raw = ?",
+                [(now, *self.cache.disk.put(key)) for key in keys])
 
     def contains(self, checksum: str, index: int) -> bool:
         return self.contains_hot(checksum, index) or self.key(checksum, index) in self.cache
@@ -277,23 +363,53 @@ class BlockCache:
         return int(self.cache.volume())
 
     def close(self) -> None:
+        if self._advisor is not None:
+            self._advice.put(None)
+            self._advisor.join()
         try:
             self.flush_touches()
         finally:
             self.cache.close()
 
 
-def _pread(path: str, start: int, length: int) -> bytes | None:
+def _pread(path: str, start: int, length: int, nowait: bool = False) -> Buffer | None:
     """``[start, start + length)`` of the file at ``path`` (to its end if ``length`` < 0);
-    None if it is gone or shorter."""
+    None if it is gone or shorter, or (``nowait``) not all in the page cache."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
+        if nowait:
+            return _read_fd_nowait(fd, start, length)
         return _read_fd(fd, start, length)
     finally:
         os.close(fd)
+
+
+def _read_fd_nowait(fd: int, start: int, length: int) -> bytearray | None:
+    """``_read_fd`` from the page cache only (``RWF_NOWAIT``): None rather than wait for
+    the disk. Into a buffer of its own, handed on as is (no copy to bytes)."""
+    if length < 0:
+        length = os.fstat(fd).st_size - start
+        if length < 0:
+            return None
+    global _nowait_supported
+    if not _nowait_supported:
+        return None
+    buf = bytearray(length)
+    try:
+        n = os.preadv(fd, [buf], start, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as exc:  # a filesystem without RWF_NOWAIT for buffered reads
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        _nowait_supported = False
+        log.info("the cache's filesystem cannot read without waiting (%s): reads of "
+                 "cached blocks take a worker thread", exc)
+        return None
+    return buf if n == length else None
 
 
 def _read_fd(fd: int, start: int, length: int) -> bytes | None:

@@ -9,12 +9,14 @@ only at ``await``. State read before an await may be stale after it, so every me
 awaits re-reads the inode afterwards. Per-inode content changes (staging, size) happen
 under ``self.content_lock(ino)``, which the uploader also takes to snapshot a staging
 file; reads of staged content take it too, so they never see a half-built staging file.
-Disk work (blocks, staging) goes to worker threads.
+Disk work (blocks, staging) goes to worker threads, except reads of cached blocks the
+page cache holds (``BlockCache.read(nowait=True)``).
 
 Content: a file's bytes come from its staging file when it has one (written locally,
 not yet uploaded, or kept for an unlinked-but-open file), else from cache blocks of its
 checksum, fetched from the cloud with ranged GETs on a miss (sequential readers get
-read-ahead: several blocks fetched in parallel, in the mount's nursery).
+read-ahead: several blocks fetched in parallel, in the mount's nursery, and cached
+blocks read from disk into the page cache ahead of them).
 
 Namespace changes call the cloud first and change the local tree only once it agreed;
 each such change is counted (``meta.note_local_change``) so a fullview fetched meanwhile
@@ -42,7 +44,7 @@ import trio
 
 from vzcloud.api import paths as P
 from vzcloud.api.errors import CloudError, ConflictError, NotFoundError
-from vzcloud.fs.blocks import BlockCache
+from vzcloud.fs.blocks import BlockCache, Buffer
 from vzcloud.fs.errno_map import FsError
 from vzcloud.fs.metadata import ROOT_INODE, SPECIAL_INO_BASE, Entry, Inode, MetadataStore
 from vzcloud.fs.prefetch import SmallFilePrefetcher
@@ -91,6 +93,8 @@ class Handle:
     dirty: bool = False  # written through this handle since the last flush
     next_offset: int = -1  # where a sequential reader would read next (read-ahead)
     ahead: tuple[str, int] = ("", -1)  # (checksum, last block) read-ahead was started for
+    # The inode as last read by ``read``, with the metadata version it was read at.
+    seen: tuple[int, Inode] | None = None
 
 
 class Notifier:
@@ -361,7 +365,7 @@ class FilesystemCore:
         writable = accmode in (os.O_WRONLY, os.O_RDWR)
         if writable:
             self._writable()
-        handle = self._new_handle(ino, writable)
+        handle = self._new_handle(ino, writable, inode)
         if not writable:
             self.prefetcher.file_opened(inode)
         if writable and flags & os.O_TRUNC:
@@ -373,13 +377,15 @@ class FilesystemCore:
                 handle.dirty = True
         return handle
 
-    def _new_handle(self, ino: int, writable: bool) -> Handle:
+    def _new_handle(self, ino: int, writable: bool, inode: Inode | None = None) -> Handle:
+        """A handle on ``ino``; ``inode``: its current row, if the caller just read it."""
         fh = self._next_fh
         self._next_fh += 1
         # The kernel's pages of this file stay valid while its content is the one they
         # were read from: the same checksum, or local content (the kernel saw every
         # local write go through it).
-        inode = self.inode(ino)
+        if inode is None:
+            inode = self.inode(ino)
         view = "local" if inode.dirty or self.staging.exists(ino) else inode.checksum or ""
         keep = self._kernel_view.get(ino) == view
         self._kernel_view[ino] = view
@@ -394,7 +400,7 @@ class FilesystemCore:
             raise FsError(errno.EBADF)
         return h
 
-    async def read(self, fh: int, offset: int, size: int) -> bytes:
+    async def read(self, fh: int, offset: int, size: int) -> Buffer:
         handle = self.handle(fh)
         ino = handle.ino
         if size <= 0:
@@ -409,7 +415,7 @@ class FilesystemCore:
                         return b""
                     return await trio.to_thread.run_sync(
                         self.staging.read, ino, offset, end - offset)
-        inode = self.inode(ino)
+        inode = self._read_inode(handle)
         end = min(offset + size, inode.size)
         if offset >= end:
             return b""
@@ -419,13 +425,28 @@ class FilesystemCore:
         self._read_ahead(handle, inode, offset, end, (end - 1) // self.blocks.block_size)
         return await self._read_span(inode, offset, end)
 
+    def _read_inode(self, handle: Handle) -> Inode:
+        """The handle's inode, read again only when a row of the metadata store changed
+        since (``total_changes`` of its one connection, as ``_children``): a write, a
+        truncation, a synced or uploaded version all change its row, so the inode is
+        never staler than a fresh query, and a sequential reader's requests cost no
+        query each."""
+        version = self.meta.db.total_changes
+        seen = handle.seen
+        if seen is not None and seen[0] == version:
+            return seen[1]
+        inode = self.inode(handle.ino)
+        handle.seen = (version, inode)
+        return inode
+
     def _read_ahead(self, handle: Handle, inode: Inode, offset: int, end: int, last: int) -> None:
         """Start fetching the next blocks from the cloud when ``handle`` reads
         sequentially. The kernel sends several readahead requests at once, so
         "sequential" allows a block of reordering. The blocks are claimed here, before
         any await, so a reader that gets there first waits for them instead of fetching
-        them again. Blocks already on disk are left to the kernel's own readahead (its
-        parallel requests read them from their files)."""
+        them again. Blocks already on disk are read into the page cache ahead of the
+        reader (``BlockCache.advise``), which then reads them without a thread hop
+        (``_read_span``) instead of waiting for one disk read per block."""
         bs = self.blocks.block_size
         sequential = offset == 0 or abs(offset - handle.next_offset) <= bs
         handle.next_offset = end
@@ -438,10 +459,14 @@ class FilesystemCore:
         if start >= stop:
             return
         handle.ahead = (checksum, stop - 1)
-        claimed = self._claim(checksum, [i for i in range(start, stop)
+        window = range(start, stop)
+        claimed = self._claim(checksum, [i for i in window
                                          if not self.blocks.contains_hot(checksum, i)])
         if claimed:
             self.nursery.start_soon(self._prefetch, inode, claimed)
+        on_disk = [i for i in window if self.blocks.known_on_disk(checksum, i)]
+        if on_disk:
+            self.blocks.advise_soon(checksum, on_disk)
 
     def _claim(self, checksum: str, indices: list[int]) -> list[int]:
         """Mark the blocks of ``indices`` nobody is fetching as fetched by the caller, who
@@ -457,7 +482,7 @@ class FilesystemCore:
             if event is not None:
                 event.set()
 
-    async def _read_span(self, inode: Inode, offset: int, end: int) -> bytes:
+    async def _read_span(self, inode: Inode, offset: int, end: int) -> Buffer:
         """Bytes ``[offset, end)`` of a clean file: from memory when its blocks are there
         (no thread hop), else with one worker-thread call reading just those bytes from
         the blocks' files, and what is not cached from the cloud. Each byte is copied
@@ -469,7 +494,7 @@ class FilesystemCore:
         # (index, start, stop) of each block's part of the span
         spans = [(i, max(offset, i * bs) - i * bs, min(end, (i + 1) * bs) - i * bs)
                  for i in range(first, last + 1)]
-        parts: dict[int, bytes] = {}
+        parts: dict[int, Buffer] = {}
         for i, s, e in spans:
             hot = self.blocks.get_hot(checksum, i)
             if hot is not None:
@@ -485,11 +510,13 @@ class FilesystemCore:
                 if hot is not None:
                     parts[i] = hot[s:e]
         cold = [span for span in cold if span[0] not in parts]
-        if cold and sum(e - s for _, s, e in cold) <= INLINE_READ_MAX and all(
-                self.blocks.contains_hot(checksum, i) for i, _, _ in cold):
-            # A small read of block files we know: a thread hop would cost more than
-            # the read (a few KiB: the latency of one disk read, like a SQLite query).
-            parts.update(self._load_spans(checksum, cold, known_only=True))
+        if cold and all(self.blocks.contains_hot(checksum, i) for i, _, _ in cold):
+            # Block files we know, read without a thread hop (it would cost more than
+            # the read): a small read even from the disk (a few KiB: the latency of one
+            # disk read, like a SQLite query), a larger one only from the page cache
+            # (where ``_read_ahead`` gets a sequential reader's blocks).
+            small = sum(e - s for _, s, e in cold) <= INLINE_READ_MAX
+            parts.update(self._load_spans(checksum, cold, known_only=True, nowait=not small))
             cold = [span for span in cold if span[0] not in parts]
         if cold:
             parts.update(await trio.to_thread.run_sync(self._load_spans, checksum, cold))
@@ -503,16 +530,18 @@ class FilesystemCore:
         return b"".join(parts[i] for i in range(first, last + 1))
 
     def _load_spans(self, checksum: str, spans: list[tuple[int, int, int]],
-                    known_only: bool = False) -> dict[int, bytes]:
+                    known_only: bool = False, nowait: bool = False) -> dict[int, Buffer]:
         """In a worker thread (inline if ``known_only``, see ``BlockCache.read``): the
         parts ``(index, start, stop)`` of blocks the cache has."""
-        got = {i: self.blocks.read(checksum, i, s, e - s, known_only) for i, s, e in spans}
+        got = {i: self.blocks.read(checksum, i, s, e - s, known_only, nowait)
+               for i, s, e in spans}
         return {i: d for i, d in got.items() if d is not None}
 
     async def _read_blocks(self, inode: Inode, first: int, last: int) -> bytes:
         """Blocks ``first..last`` of a clean file, from memory, the disk cache or the cloud."""
         bs = self.blocks.block_size
-        return await self._read_span(inode, first * bs, min((last + 1) * bs, inode.size))
+        data = await self._read_span(inode, first * bs, min((last + 1) * bs, inode.size))
+        return data if isinstance(data, bytes) else bytes(data)
 
     async def _prefetch(self, inode: Inode, claimed: list[int]) -> None:
         """Read-ahead of the ``claimed`` blocks: those not on disk from the cloud, in
@@ -773,6 +802,8 @@ class FilesystemCore:
 
     async def _drop_clean_staging(self, ino: int) -> None:
         """A staging file whose content is in the cloud (and in cache blocks) can go."""
+        if not self.staging.exists(ino):
+            return  # the common case (a file only read): no query
         inode = self.meta.get(ino)
         if (inode is not None and inode.parent is not None and not inode.dirty
                 and self.staging.exists(ino) and not self.meta.has_upload_job(ino)):

@@ -14,7 +14,7 @@ import errno
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pyfuse3
 
@@ -190,7 +190,9 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await self.core.read(fh, off, size)
+        # pyfuse3 replies with any buffer (PyObject_GetBuffer), though its annotation
+        # says bytes: a bytearray read from the page cache goes out without a copy.
+        return cast(bytes, await self.core.read(fh, off, size))
 
     @_guard
     async def write(self, fh: int, off: int, buf: bytes) -> int:

@@ -18,8 +18,11 @@ for many tiny files).
 Bounds: at most ``PARALLEL`` GETs in flight for the whole mount; per directory, at most
 ``AHEAD_FILES`` files and ``AHEAD_BYTES`` bytes fetched that the reader has not opened yet
 (never more than an eighth of the cache, so prefetching cannot evict what it fetched
-before it is read); at most ``MAX_RUNS`` directories at once. A run ends at the end of the
-directory or when its reader has not come nearer for ``IDLE`` seconds.
+before it is read); at most ``MAX_RUNS`` directories at once. A full run waits until the
+reader has opened ``REFILL_FILES`` of its files (or a quarter of its bytes), then
+starts that many GETs at once: one wake-up of the run per several files, not per file.
+A run ends at the end of the directory or when its reader has not come nearer for
+``IDLE`` seconds.
 
 Everything runs as tasks in the mount's nursery (``core.nursery``): unmounting cancels
 them. Prefetch is best effort: a failure (the cloud down, a file changed or gone) is
@@ -45,6 +48,7 @@ log = logging.getLogger("vzcloud.fs.prefetch")
 SMALL_FILE = 1 << 20  # bytes; only files that fit in one cache block
 PARALLEL = 8  # prefetch GETs in flight, for the whole mount
 AHEAD_FILES = 32  # fetched but not yet opened, per directory
+REFILL_FILES = 8  # a full run starts fetching again once this many were opened
 AHEAD_BYTES = 16 << 20
 MAX_RUNS = 4  # directories prefetched at once
 IDLE = 10.0  # seconds without the reader coming nearer before a run ends
@@ -65,20 +69,28 @@ class _Run:
         self.reader = reader
         self.ahead: OrderedDict[int, int] = OrderedDict()
         self.ahead_bytes = 0
-        self.moved = trio.Event()  # set when the reader moves on
+        self.last_move = trio.current_time()  # when the reader last opened a further file
+        self.moved = trio.Event()  # set when the reader moves on (see ``refill_below``)
+        # While the feeder waits for room, ``moved`` is set only once the reader has
+        # consumed this far (files, bytes ahead): it then starts several GETs at once
+        # instead of waking for every file the reader opens.
+        self.refill_below: tuple[int, int] = (AHEAD_FILES + 1, 1 << 62)
 
     def reader_at(self, ino: int) -> None:
         """The reader opened ``ino``: everything fetched up to it is consumed."""
         if ino <= self.reader:
             return
         self.reader = ino
+        self.last_move = trio.current_time()
         while self.ahead:
             first = next(iter(self.ahead))
             if first > ino:
                 break
             self.ahead_bytes -= self.ahead.pop(first)
-        self.moved.set()
-        self.moved = trio.Event()
+        files, size = self.refill_below
+        if len(self.ahead) < files and self.ahead_bytes < size:
+            self.moved.set()
+            self.moved = trio.Event()
 
 
 class SmallFilePrefetcher:
@@ -176,11 +188,14 @@ class SmallFilePrefetcher:
                 self._warm_until[run.parent] = page[-1].ino
                 return
             for inode in page:
-                while len(run.ahead) >= AHEAD_FILES or run.ahead_bytes >= byte_limit:
-                    with trio.move_on_after(IDLE) as waited:
-                        await run.moved.wait()
-                    if waited.cancelled_caught:
-                        return
+                if len(run.ahead) >= AHEAD_FILES or run.ahead_bytes >= byte_limit:
+                    run.refill_below = (AHEAD_FILES - REFILL_FILES, byte_limit - byte_limit // 4)
+                    while len(run.ahead) >= AHEAD_FILES or run.ahead_bytes >= byte_limit:
+                        with trio.move_on_at(run.last_move + IDLE):
+                            await run.moved.wait()
+                        if trio.current_time() >= run.last_move + IDLE:
+                            return  # the reader stopped
+                    run.refill_below = (AHEAD_FILES + 1, 1 << 62)
                 run.cursor = inode.ino
                 if inode.ino <= run.reader or inode.ino not in wanted_inos:
                     continue
