@@ -367,7 +367,7 @@ def test_wal_sync_shares_flushes_among_concurrent_callers(tmp_path: Path) -> Non
     import threading
     import time
 
-    from vzcloud.server.blobs import WalSync
+    from vzcloud.durable import WalSync
 
     class Counted(WalSync):
         def __init__(self, db_path: Path) -> None:

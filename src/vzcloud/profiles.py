@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from vzcloud.durable import fsync_dir
+
 DEFAULT_PROFILE = "local"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -132,14 +134,6 @@ def _private_dir(path: Path) -> None:
         path.chmod(0o700)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_private(path: Path, data: bytes) -> None:
     """Replace ``path`` atomically with ``data``, mode 0600 from the file's creation."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -154,7 +148,7 @@ def write_private(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def default_name() -> str:
@@ -230,7 +224,7 @@ def delete(name: str) -> None:
         raise ProfileNotFoundError(f"no profile {name!r} (looked for {path})") from None
     with contextlib.suppress(FileNotFoundError):
         (path.parent / f".{name}.lock").unlink()
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 @contextlib.contextmanager

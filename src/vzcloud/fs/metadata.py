@@ -20,9 +20,7 @@ locally and would undo it (see ``fs.sync``).
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from vzcloud.api.models import CloudFile, CloudFolder
+from vzcloud.durable import WalSync
 
 ROOT_INODE = 1
 # Inode numbers from here up name the special entries (``.favorites``, ``.trash``: see
@@ -184,7 +183,7 @@ class MetadataStore:
         # When a job could not be written (SQLITE_FULL), or None: a closed file may have
         # written content and no job; the mount's poller looks for it (``queue_stranded``).
         self.enqueue_failed_at: float | None = None
-        self._sync_lock = threading.Lock()
+        self._wal = WalSync(Path(path))
 
     def _ensure_root(self) -> None:
         if self.get(ROOT_INODE) is None:
@@ -206,20 +205,10 @@ class MetadataStore:
         self.db.close()
 
     def sync_to_disk(self) -> None:
-        """fdatasync the WAL, so every commit so far survives a power loss (what a
-        checkpoint moved into the database file was synced by the checkpoint itself; the
-        WAL's own size change is data to fdatasync, as SQLite's own syncs rely on).
+        """Every commit so far survives a power loss once this returns (one fdatasync of
+        the WAL, shared by the closes waiting at the same time: ``durable.WalSync``).
         Blocks on disk: call it from a worker thread."""
-        with self._sync_lock:
-            wal = str(self.path) + "-wal"
-            try:
-                fd = os.open(wal if os.path.exists(wal) else self.path, os.O_RDONLY)
-            except FileNotFoundError:
-                return
-            try:
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
+        self._wal.sync()
 
     def note_local_change(self) -> None:
         """A local change mirroring a cloud change was applied (see ``local_seq``)."""

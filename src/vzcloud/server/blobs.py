@@ -6,10 +6,8 @@ partial blob under a real name. Writing a checksum that exists already keeps the
 existing file (deduplication). Whether a blob is still needed is decided by the store
 (``versions.checksum``); this module only does file work.
 
-``WalSync`` makes SQLite commits made with ``synchronous=NORMAL`` durable with one
-fdatasync of the write-ahead log shared by every thread waiting at the time (group
-commit): concurrent uploads wait for one disk flush, not one each in turn under the
-store lock.
+Commits are made durable with ``vzcloud.durable.WalSync`` (group commit): concurrent
+uploads wait for one disk flush, not one each in turn under the store lock.
 """
 
 from __future__ import annotations
@@ -18,10 +16,11 @@ import hashlib
 import os
 import re
 import secrets
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from vzcloud.durable import fsync_dir
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 COPY_BUFFER = 1 << 20
@@ -100,7 +99,7 @@ class BlobStore:
             return checksum
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(writer.path, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return checksum
 
     def place(self, writer: BlobWriter) -> str:
@@ -122,7 +121,7 @@ class BlobStore:
                 os.link(writer.path, target)
             except FileExistsError:
                 pass  # the same content, placed meanwhile
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return checksum
 
     def ensure_placed(self, writer: BlobWriter, checksum: str) -> None:
@@ -133,7 +132,7 @@ class BlobStore:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         os.link(writer.path, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def put_bytes(self, data: bytes) -> str:
         w = self.writer()
@@ -157,64 +156,3 @@ class BlobStore:
         """Remove temporary files left by a crash (only call when no upload is running)."""
         for p in self.tmp_dir.iterdir():
             p.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class WalSync:
-    """Group commit for a SQLite database in WAL mode: ``sync()`` returns once every
-    transaction committed before the call is on disk, with one fdatasync of the WAL for
-    all the threads that call it meanwhile (a thread arriving during a flush waits for
-    the next one, which covers it and everyone else who arrived).
-
-    Why an fdatasync of the WAL file suffices for commits made with
-    ``synchronous=NORMAL``: a committed transaction is frames appended to the WAL; what
-    a checkpoint already moved into the database file was synced by the checkpoint
-    itself (SQLite syncs the WAL before a checkpoint and the database after it). The
-    mount's ``MetadataStore.sync_to_disk`` relies on the same."""
-
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-        self._cond = threading.Condition()
-        self._asked = 0  # tickets handed out: one per sync() call
-        self._covered = 0  # every ticket up to this one is on disk
-        self._flushing = False
-
-    def sync(self) -> None:
-        """Until every commit made before this call is durable (worker thread)."""
-        with self._cond:
-            self._asked += 1
-            ticket = self._asked
-            while self._flushing and self._covered < ticket:
-                self._cond.wait()
-            if self._covered >= ticket:
-                return  # a flush that started after our commit covered it
-            self._flushing = True
-            covers = self._asked  # all these tickets were taken after their commits
-        flushed = False
-        try:
-            self._fdatasync()
-            flushed = True
-        finally:
-            with self._cond:
-                if flushed:
-                    self._covered = max(self._covered, covers)
-                self._flushing = False
-                self._cond.notify_all()
-
-    def _fdatasync(self) -> None:
-        wal = self.db_path.with_name(self.db_path.name + "-wal")
-        try:
-            fd = os.open(wal if wal.exists() else self.db_path, os.O_RDONLY)
-        except FileNotFoundError:
-            return
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)

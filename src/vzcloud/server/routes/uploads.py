@@ -48,9 +48,10 @@ from vzcloud.api.errors import (
     QuotaExceededError,
 )
 from vzcloud.api.models import UploadIntent
+from vzcloud.durable import WalSync, fsync_dir
 from vzcloud.server import content
 from vzcloud.server.app import Ctx
-from vzcloud.server.blobs import COPY_BUFFER, HEX64, BlobWriter, WalSync, _fsync_dir
+from vzcloud.server.blobs import COPY_BUFFER, HEX64, BlobWriter
 from vzcloud.server.routes import handler
 from vzcloud.server.store import Store, new_id
 
@@ -234,7 +235,7 @@ def upload_intent(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
     if chunked:
         folder = content.upload_dir(config, upload_id)
         folder.mkdir(parents=True, exist_ok=True)
-        _fsync_dir(folder.parent)  # the chunks' folder survives a power loss too
+        fsync_dir(folder.parent)  # the chunks' folder survives a power loss too
     base = f"{ctx.api_url}/upload/{upload_id}?chunk={'true' if chunked else 'false'}"
     intent = UploadIntent(
         upload_url=base, commit_url=f"{ctx.api_url}/commit/{upload_id}" if chunked else None
@@ -497,7 +498,7 @@ async def _receive_chunk(ctx: Ctx, session: sqlite3.Row, offset: int | None) -> 
             _session(ctx, session["id"])  # still open (not committed or expired meanwhile)
             os.replace(part, folder / str(offset))
             # The 201 promises the chunk: its content and its name are on disk first.
-            _fsync_dir(folder)
+            fsync_dir(folder)
 
         await to_thread.run_sync(place)
         await to_thread.run_sync(_assemble, ctx, session, folder, offset)
