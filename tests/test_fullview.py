@@ -142,3 +142,35 @@ def test_trash_and_move_in_the_delta(user: User) -> None:
     assert _paths(data["folder"]) == ["/VZWEB/dir"]
     data, _ = _view(user, etag, virtualfolder="VZWEB")
     assert data["deleted"]["path"] == [] and _paths(data["file"]) == ["/VZWEB/dir/in.txt"]
+
+
+def test_pruning_keeps_exactly_the_newest_rows(cloud: Cloud, user: User,
+                                               other_user: User) -> None:
+    """prune_changes remembers each account's row count: with other accounts' changes
+    interleaved, calls in a row, and a call inside an enclosing transaction, it still
+    keeps exactly the newest ``keep`` rows and raises log_floor to the newest one gone."""
+    store = cloud.server.cloud.store
+    mine, theirs = (store.account_by_username(u.username) for u in (user, other_user))
+    assert mine is not None and theirs is not None
+
+    def seqs() -> list[int]:
+        with store.tx() as db:
+            return [r[0] for r in db.execute(
+                "SELECT seq FROM changes WHERE account_id=? ORDER BY seq", (mine.id,))]
+
+    logged = seqs()
+    keep = 7
+    for round_ in range(8):
+        for _ in range(round_ * 2):
+            store.log_change(theirs.id, item_id=theirs.root_id)
+            store.log_change(mine.id, item_id=mine.root_id)
+            logged.append(seqs()[-1])
+        if round_ == 5:
+            with store.tx():  # nested: the count is not trusted afterwards
+                store.prune_changes(mine.id, keep)
+        else:
+            store.prune_changes(mine.id, keep)
+        store.prune_changes(mine.id, keep)  # a call with nothing new changes nothing
+        assert seqs() == logged[-keep:]
+        gone = logged[:-keep]
+        assert store.log_floor(mine.id) == (gone[-1] if gone else 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import io
+import logging
 import os
 import re
 import select
@@ -267,3 +268,35 @@ def test_refused_sync_requests_and_errors_are_not_fatal(mnt: Mount, env: CloudEn
     with pytest.raises(OSError) as e:
         os.stat(mnt.vz("never-there"))
     assert e.value.errno == errno.ENOENT
+
+
+def test_polls_wait_while_local_changes_keep_coming(mnt: Mount, env: CloudEnv):
+    """Answers fetched while local changes keep coming would be dropped (``fs.sync``), so
+    the poller does not ask for them then (fs.mount ``QUIET_BEFORE_POLL``), and asks
+    once the local changes stop."""
+    fullviews: list[str] = []
+
+    class Count(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "/fullview" in record.getMessage():
+                fullviews.append(record.getMessage())
+
+    access = logging.getLogger("vzcloud.server.access")
+    level, handler = access.level, Count()
+    access.setLevel(logging.INFO)
+    access.addHandler(handler)
+    try:
+        os.makedirs(mnt.vz("burst"))
+        time.sleep(POLL)  # the poller has seen that change
+        fullviews.clear()
+        for i in range(20):  # 8 poll intervals of local changes (folders made: API calls)
+            os.mkdir(mnt.vz("burst", str(i)))
+            time.sleep(0.2)
+        during = len(fullviews)
+        env.sdk.upload(io.BytesIO(b"after"), "/VZMOBILE/burst", name="after.txt")
+        visible_within(lambda: read(mnt.vz("burst", "after.txt")) == b"after",
+                       WITHIN + 0.5, "a remote change once local changes stopped")
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    assert during <= 1, fullviews

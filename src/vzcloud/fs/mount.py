@@ -52,6 +52,12 @@ from vzcloud.fs.xattrs import Xattrs
 log = logging.getLogger("vzcloud.fs.mount")
 
 RACED_RETRY = 1.0  # seconds before asking again for a fullview that raced a local change
+# A due poll waits until local changes (``MetadataStore.local_seq``) have been still this
+# long: an answer fetched while they keep coming is dropped (see ``fs.sync``), so asking
+# during a burst of uploads only refetches an ever larger delta to throw it away.
+QUIET_BEFORE_POLL = 0.5
+QUIET_CHECK = 0.25  # seconds between looks while a poll waits for quiet
+MAX_POLL_DEFER = 10.0  # seconds at most local changes put a poll off (then it is made)
 STRANDED_AFTER = 5.0  # seconds a dirty, closed file without a job waits to be queued
 MALLOC_ARENAS = 2  # glibc malloc arenas of the mount process (see ``limit_malloc_arenas``)
 _M_ARENA_MAX = -8  # mallopt() parameter number, from glibc's <malloc.h>
@@ -317,19 +323,41 @@ async def poll_changes(parts: MountParts, interval: float) -> None:
     requested (``Syncer.request_sync``: SIGHUP, ``vzcloud refresh``). Errors are logged,
     not fatal; when the cloud answers again after failures, queued uploads are retried
     at once instead of at their backoff time. Each round also queues files closed while
-    their upload could not be queued (``queue_stranded``)."""
+    their upload could not be queued (``queue_stranded``).
+
+    A due poll (not a requested sync) is put off while its answer would be dropped
+    anyway: while an upload is unsettled, and until no local change has been seen for
+    ``QUIET_BEFORE_POLL`` (but for ``MAX_POLL_DEFER`` at most, so remote changes still
+    arrive while local ones never pause). Only the timing moves: what is applied is
+    still guarded by ``Syncer.sync_once``'s race check."""
     failing = False
     delay = interval
     stranded: dict[int, float] = {}
+    seen_seq = parts.meta.local_seq
+    seen_at = trio.current_time()  # when local_seq was first seen at its value
+    deferred_since: float | None = None  # when a due poll was first put off
     while True:
+        requested = False
         with trio.move_on_after(delay):
             await parts.syncer.sync_requested.wait()
+            requested = True
         parts.syncer.sync_requested = trio.Event()
         failed_at = parts.meta.enqueue_failed_at  # rare: a job could not be written
         if failed_at is not None:
             stranded = queue_stranded(parts, stranded, trio.current_time())
             if not stranded and time.monotonic() - failed_at > 2 * STRANDED_AFTER:
                 parts.meta.enqueue_failed_at = None  # its file was queued (or closed again)
+        now = trio.current_time()
+        if parts.meta.local_seq != seen_seq:
+            seen_seq, seen_at = parts.meta.local_seq, now
+        if not requested and not failing:
+            deferred_since = now if deferred_since is None else deferred_since
+            if parts.meta.upload_unsettled() or (
+                    now - seen_at < QUIET_BEFORE_POLL
+                    and now - deferred_since < MAX_POLL_DEFER):
+                delay = QUIET_CHECK
+                continue
+        deferred_since = None
         try:
             changes = await parts.syncer.sync_once()
         except Exception as exc:

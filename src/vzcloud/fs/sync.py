@@ -24,7 +24,8 @@ was fetched (``MetadataStore.local_seq``): it may predate that change and would 
 (a renamed file reappearing, an uploaded file getting its old checksum back), nor while
 an upload in flight was unlinked or renamed locally (``MetadataStore.upload_unsettled``:
 the cloud shows that file where it no longer is). Such an answer is dropped, etag and
-all, and the next poll asks again.
+all, and the next poll asks again. The poller (``fs.mount.poll_changes``) does not ask
+while local changes keep coming (during a burst of uploads every answer would race).
 
 Apply order, as the protocol requires: deleted paths first, then folders, then files.
 

@@ -257,6 +257,15 @@ class Account:
     root_id: int
 
 
+@dataclass(frozen=True)
+class _LogRows:
+    """An account held ``rows`` change-log rows with seq in (floor, counted_to]; floor is
+    its log_floor then (all its rows are above it)."""
+    floor: int
+    counted_to: int
+    rows: int
+
+
 class Store:
     """The database of one embedded cloud. See the module docstring for the contract."""
 
@@ -287,6 +296,8 @@ class Store:
         # Blob checksums whose last reference went away inside the current transaction;
         # deleted from disk by the owner of the blob store once the transaction commits.
         self.released: set[str] = set()
+        # Per account, its change-log row count as of a seq (see ``prune_changes``).
+        self._log_rows: dict[int, _LogRows] = {}
 
     def close(self) -> None:
         with self.lock:
@@ -557,19 +568,46 @@ class Store:
 
     def prune_changes(self, account_id: int, keep: int) -> None:
         """Keep the newest ``keep`` change-log rows of the account; raise its log_floor to
-        the newest seq deleted."""
-        with self.tx() as db:
-            row = db.execute(
-                "SELECT seq FROM changes WHERE account_id=? ORDER BY seq DESC LIMIT 1 OFFSET ?",
-                (account_id, max(keep, 0)),
-            ).fetchone()
-            if row is None:
-                return
-            floor = int(row[0])
-            db.execute("DELETE FROM changes WHERE account_id=? AND seq<=?", (account_id, floor))
-            db.execute(
-                "UPDATE accounts SET log_floor=MAX(log_floor, ?) WHERE id=?", (floor, account_id)
-            )
+        the newest seq deleted.
+
+        Cheap enough for every fullview: the account's row count is remembered
+        (``_log_rows``), so a call counts only the rows logged since the last one and
+        deletes only the rows past ``keep``, each through the (account_id, seq) index:
+        its cost follows the changes since the last call, not the size of the log (it
+        used to step over up to ``keep`` index entries under the store lock each time).
+        The count is recounted in full if log_floor moved under it, and is kept only from
+        a call in its own transaction (a rollback of an enclosing one would falsify it).
+        """
+        keep = max(keep, 0)
+        with self.lock:
+            nested = self.db.in_transaction
+            with self.tx() as db:
+                floor = self.log_floor(account_id)
+                memo = self._log_rows.get(account_id)
+                if memo is None or memo.floor != floor or nested:
+                    memo = _LogRows(floor=floor, counted_to=floor, rows=0)
+                new, newest = db.execute(
+                    "SELECT COUNT(*), MAX(seq) FROM changes WHERE account_id=? AND seq>?",
+                    (account_id, memo.counted_to),
+                ).fetchone()
+                rows = memo.rows + int(new)
+                counted_to = int(newest) if newest is not None else memo.counted_to
+                if rows > keep:
+                    # The (rows - keep)th oldest row after the floor is the newest to go.
+                    floor = int(db.execute(
+                        "SELECT seq FROM changes WHERE account_id=? AND seq>?"
+                        " ORDER BY seq LIMIT 1 OFFSET ?",
+                        (account_id, floor, rows - keep - 1),
+                    ).fetchone()[0])
+                    db.execute("DELETE FROM changes WHERE account_id=? AND seq<=?",
+                               (account_id, floor))
+                    db.execute("UPDATE accounts SET log_floor=MAX(log_floor, ?) WHERE id=?",
+                               (floor, account_id))
+                    rows = keep
+            if nested:
+                self._log_rows.pop(account_id, None)
+            else:
+                self._log_rows[account_id] = _LogRows(floor, counted_to, rows)
 
     # Blob references --------------------------------------------------------------------
 

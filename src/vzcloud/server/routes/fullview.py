@@ -14,6 +14,8 @@ answer is every live file plus every live folder with no file anywhere below it.
 Change-log retention: each call first prunes the account's log to the newest
 ``config.change_log_retention`` rows, raising ``log_floor`` (so retention is enforced
 whenever a client syncs; the log only grows by one small row per change in between).
+Pruning costs what changed since the last call, not the log's size (``Store.prune_changes``
+remembers the row count), so deltas asked for ten times a second stay cheap.
 
 A whole view is streamed as it is made (``_streamed_body``), so a client's parsing overlaps
 the server's work. Paths are computed in memory: a whole view from one read of the account's rows
