@@ -1,9 +1,12 @@
-"""``vzcloud.sdk.lean``: AsyncCloud's block fetches (``fetch_range``) without httpx.
+"""``vzcloud.sdk.lean``: AsyncCloud's block fetches (``fetch_range``) and small uploads
+from memory without httpx.
 
 Against the real server: same bytes and checksum as httpx, one kept-alive connection,
 an expired token refreshed, errors mapped, a connection the server closed while idle
-replaced. HTTP framing the real server does not produce (chunked bodies, a body up to
-the close, interim responses, garbage) is answered by a few lines of raw socket server.
+replaced; uploads from memory give the same file as through httpx, on one connection.
+HTTP framing the real server does not produce (chunked bodies, a body up to the close,
+interim responses, garbage, a connection closed mid-request) is answered by a few lines
+of raw socket server.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import hashlib
 import io
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import trio
 
 from vzcloud import AsyncCloud, Cloud, NotFoundError
+from vzcloud.api.errors import BadRequestError
 from vzcloud.api.protocol import HttpRequest, HttpResponse
+from vzcloud.sdk import lean
 from vzcloud.sdk.flows import TransportFailure
 from vzcloud.sdk.lean import LeanHttp
 
@@ -193,3 +199,205 @@ async def test_bytes_beyond_a_response_end_its_connection() -> None:
 async def test_head_limit_upgrade_and_transfer_codings_refused(answer: bytes) -> None:
     (result,) = await _exchange([answer])
     assert isinstance(result, TransportFailure) and result.reached_server
+
+
+# Uploads from memory ----------------------------------------------------------------------
+
+
+def _connections(sdk: AsyncCloud) -> tuple[int, int]:
+    """(lean's idle connections, httpx's pooled connections) of ``sdk``."""
+    assert sdk._lean is not None
+    kept = sum(len(conns) for conns in sdk._lean._idle.values())
+    return kept, len(sdk._http._transport._pool.connections)  # type: ignore[attr-defined]
+
+
+async def test_upload_from_memory_same_file_as_httpx(cloud: CloudFixture, user: User) -> None:
+    sizes = (0, 1, 2048, lean.SEND_WHOLE + 1, 200_000)  # empty, one send, two sends
+    async with make_client(cloud, user, AsyncCloud) as sdk, \
+            make_client(cloud, user, AsyncCloud) as plain:
+        plain._lean = None  # httpx only
+        for size in sizes:
+            data = payload(size)
+            seen: list[tuple[int, int]] = []
+            got = await sdk.upload(io.BytesIO(data), V, name=f"lean-{size}.bin",
+                                   progress=lambda done, total, seen=seen: seen.append(
+                                       (done, total)))
+            want = await plain.upload(io.BytesIO(data), V, name=f"httpx-{size}.bin")
+            assert (got.size, got.checksum) == (want.size, want.checksum) == (
+                size, hashlib.sha256(data).hexdigest())
+            assert got.path == f"{V}/lean-{size}.bin"
+            assert seen[-1] == (size, size)
+            if size:
+                assert (await sdk.fetch_range(got.path, 0, size))[0] == data
+        # Every request of every upload (and the reads) on one kept-alive lean connection.
+        assert _connections(sdk) == (1, 0)
+        # Errors mapped as through httpx (the intent's 404).
+        with pytest.raises(NotFoundError):
+            await sdk.upload(io.BytesIO(b"x"), f"{V}/no-such-folder", name="x.bin")
+        assert _connections(sdk)[0] == 1  # an error answer keeps the connection
+
+
+async def test_upload_from_memory_refreshes_an_expired_token(
+        cloud: CloudFixture, user: User) -> None:
+    data = payload(lean.MAX_BODY)  # the largest body lean takes, refused before it is read
+    async with make_client(cloud, user, AsyncCloud, access_token="expired") as sdk:
+        sdk.chunk_threshold = 2 * lean.MAX_BODY
+        got = await sdk.upload(io.BytesIO(data), V, name="big.bin")
+        assert sdk._session.refreshes == 1
+        assert got.checksum == hashlib.sha256(data).hexdigest()
+        assert (await sdk.fetch_range(got.path, 0, len(data)))[0] == data
+        assert _connections(sdk)[0] == 1  # (the refresh itself went through httpx)
+
+
+async def test_upload_from_a_file_goes_through_httpx(
+        cloud: CloudFixture, user: User, tmp_path: Path) -> None:
+    local = tmp_path / "f.bin"
+    local.write_bytes(payload(5000))
+    async with make_client(cloud, user, AsyncCloud) as sdk:
+        got = await sdk.upload(local, V)
+        assert got.checksum == hashlib.sha256(payload(5000)).hexdigest()
+        kept, pooled = _connections(sdk)
+        assert kept == 1 and pooled == 1  # the intent by lean, the streamed body by httpx
+
+
+# A connection closed mid-request, against a raw server -----------------------------------
+
+
+class RawServer:
+    """Reads requests (head and ``Content-Length`` body) and does with each what the
+    next of ``actions`` says: bytes = answer them, None = close the connection without
+    an answer. Connections the client ends are kept open (no FIN from this side)."""
+
+    def __init__(self, actions: list[bytes | None]) -> None:
+        self.actions = actions
+        self.requests: list[tuple[int, bytes, bytes]] = []  # (connection, head, body)
+        self.port = 0
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listener = trio.socket.socket()
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        self.port = listener.getsockname()[1]
+        task_status.started()
+        with listener:
+            async with trio.open_nursery() as nursery:
+                for number in range(100):
+                    conn, _ = await listener.accept()
+                    nursery.start_soon(self._serve, number, conn)
+
+    async def _serve(self, number: int, conn: trio.socket.SocketType) -> None:
+        with conn:
+            got = b""
+            while self.actions:
+                while b"\r\n\r\n" not in got:
+                    chunk = await conn.recv(65536)
+                    if not chunk:
+                        await trio.sleep_forever()  # the client ended: keep ours open
+                    got += chunk
+                head, _, got = got.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(got) < length:
+                    got += await conn.recv(65536)
+                body, got = got[:length], got[length:]
+                self.requests.append((number, head, body))
+                action = self.actions.pop(0)
+                if action is None:
+                    return
+                await conn.send(action)
+
+
+OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+async def _through(server: RawServer, requests: list[HttpRequest],
+                   before: Callable[[LeanHttp, int], None] | None = None,
+                   ) -> list[HttpResponse | TransportFailure]:
+    http = LeanHttp(connect_timeout=5, timeout=5)
+    results: list[HttpResponse | TransportFailure] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        for n, req in enumerate(requests):
+            if before is not None:
+                before(http, n)
+            results.append(await http.send(HttpRequest(
+                req.method, req.url.replace("PORT", str(server.port)), req.headers,
+                req.content, req.endpoint)))
+        nursery.cancel_scope.cancel()
+    http.close()
+    return results
+
+
+INTENT = HttpRequest("GET", "http://127.0.0.1:PORT/fileupload/intent?name=a", {},
+                     endpoint="upload_intent")  # not idempotent
+UPLOAD = HttpRequest("POST", "http://127.0.0.1:PORT/upload/u1", {}, b"abc",
+                     endpoint="upload")  # idempotent
+
+
+async def test_post_body_framing() -> None:
+    big = payload(lean.SEND_WHOLE * 3)
+    server = RawServer([OK_EMPTY, OK_EMPTY, OK_EMPTY])
+    results = await _through(server, [
+        UPLOAD,
+        HttpRequest("POST", "http://127.0.0.1:PORT/upload/u2", {"Content-Length": "1"}, big,
+                    endpoint="upload"),
+        HttpRequest("POST", "http://127.0.0.1:PORT/commit/c", {}, None, endpoint="commit"),
+    ])
+    assert all(isinstance(r, HttpResponse) and r.status == 200 for r in results)
+    (c1, h1, b1), (c2, h2, b2), (c3, h3, b3) = server.requests
+    assert c1 == c2 == c3  # one kept-alive connection
+    assert b1 == b"abc" and b"\r\nContent-Length: 3" in h1
+    assert b2 == big and f"\r\nContent-Length: {len(big)}".encode() in h2
+    assert h2.lower().count(b"content-length") == 1  # the caller's header is replaced
+    assert b3 == b"" and b"\r\nContent-Length: 0" in h3
+    assert b"expect" not in (h1 + h2 + h3).lower()
+
+
+async def test_closed_mid_request_not_resent_unless_idempotent() -> None:
+    # Not idempotent: the server may have acted on it, so it is not sent again and the
+    # failure says it reached the server (the flow then gives up, as with httpx).
+    server = RawServer([OK_EMPTY, None, OK_EMPTY])
+    first, second = await _through(server, [INTENT, INTENT])
+    assert isinstance(first, HttpResponse)
+    assert isinstance(second, TransportFailure) and second.reached_server
+    assert len(server.requests) == 2
+    # Idempotent: sent once more, on a new connection.
+    server = RawServer([OK_EMPTY, None, OK_EMPTY])
+    first, second = await _through(server, [UPLOAD, UPLOAD])
+    assert isinstance(second, HttpResponse) and second.status == 200
+    assert [(c, b) for c, _, b in server.requests] == [(0, b"abc"), (0, b"abc"), (1, b"abc")]
+
+
+async def test_request_never_sent_is_sent_on_a_new_connection() -> None:
+    """A kept-alive connection that takes no byte of the request: safe to use another
+    even for a request that is not idempotent."""
+
+    def unwritable(http: LeanHttp, n: int) -> None:
+        if n == 1:
+            for conns in http._idle.values():
+                for conn in conns:
+                    conn.sock.shutdown(socket.SHUT_WR)  # a send now fails at once
+
+    server = RawServer([OK_EMPTY, OK_EMPTY])
+    first, second = await _through(server, [INTENT, INTENT], before=unwritable)
+    assert isinstance(second, HttpResponse) and second.status == 200
+    assert [c for c, _, _ in server.requests] == [0, 1]
+
+
+
+async def test_upload_with_a_known_checksum(cloud: CloudFixture, user: User) -> None:
+    """A checksum the caller computed is used as it is: the server checks the content
+    against it, so a wrong one fails the upload instead of storing a wrong file."""
+    data = payload(3000)
+    digest = hashlib.sha256(data).hexdigest()
+    async with make_client(cloud, user, AsyncCloud) as sdk:
+        got = await sdk.upload(io.BytesIO(data), V, name="known.bin", checksum=digest)
+        assert got.checksum == digest
+        with pytest.raises(BadRequestError):
+            await sdk.upload(io.BytesIO(data), V, name="wrong.bin",
+                             checksum=hashlib.sha256(b"other").hexdigest())
+        with pytest.raises(NotFoundError):
+            await sdk.file_metadata(f"{V}/wrong.bin")

@@ -33,8 +33,10 @@ class Remote(Protocol):
         (the response ETag), so the caller can tell if the file changed under it."""
         ...
 
-    async def upload(self, local: Path | bytes, parent_path: str, name: str) -> CloudFile:
-        """Upload a local file, or content held in memory (small files)."""
+    async def upload(self, local: Path | bytes, parent_path: str, name: str,
+                     checksum: str | None = None) -> CloudFile:
+        """Upload a local file, or content held in memory (small files). ``checksum``:
+        its SHA-256 if the caller has it (not computed again)."""
         ...
 
     async def file_metadata(self, path: str) -> CloudFile: ...
@@ -100,9 +102,10 @@ class CloudRemote:
     async def read_range(self, path: str, start: int, end: int) -> tuple[bytes, str | None]:
         return await self.cloud.fetch_range(path, start, end - start)
 
-    async def upload(self, local: Path | bytes, parent_path: str, name: str) -> CloudFile:
+    async def upload(self, local: Path | bytes, parent_path: str, name: str,
+                     checksum: str | None = None) -> CloudFile:
         source = io.BytesIO(local) if isinstance(local, bytes) else str(local)
-        return await self.cloud.upload(source, parent_path, name)
+        return await self.cloud.upload(source, parent_path, name, checksum=checksum)
 
     async def file_metadata(self, path: str) -> CloudFile:
         result = await self.cloud.file_metadata(path)

@@ -396,6 +396,7 @@ class Uploader:
             log.info("%s was uploaded before the last mount stopped", P.join(parts))
             return landed
         await self._check_unchanged(ino, snapshot, parts)
+        checksum: str | None = None  # a snapshot in memory: hashed once, here
         if isinstance(snapshot, bytes):
             # Recorded before sending: if the mount dies after this lands, the next mount
             # recognises it as its own content (``MetadataStore.already_uploaded``). A
@@ -405,7 +406,7 @@ class Uploader:
                         else await trio.to_thread.run_sync(sha256_of, snapshot))
             self.meta.upload_sending(ino, checksum, gen)
         try:
-            return await self.remote.upload(snapshot, parent_path, name)
+            return await self.remote.upload(snapshot, parent_path, name, checksum)
         except NotFoundError:
             if self.meta.path_parts(ino) != parts or self.meta.folder_moves:
                 # Moved locally meanwhile, or a folder rename is under way (its cloud
@@ -414,7 +415,7 @@ class Uploader:
                 raise
             # The folder went away in the cloud while our file waited: recreate it.
             await self._create_folders(parts[:-1])
-            return await self.remote.upload(snapshot, parent_path, name)
+            return await self.remote.upload(snapshot, parent_path, name, checksum)
 
     async def _create_folders(self, parts: list[str]) -> None:
         for depth in range(1, len(parts) + 1):

@@ -4,8 +4,10 @@ Runs under trio (and asyncio) through anyio: sleeps are ``anyio.sleep``, blockin
 (reading, hashing and writing local files, a plain ``on_refreshed``) goes to
 ``anyio.to_thread``, and ``Gather`` runs flows in a task group bounded by a semaphore.
 Every task it starts belongs to the task group of the call that started it; nothing
-outlives a call. Block fetches (``fetch_range``) are sent by ``vzcloud.sdk.lean``
-instead of httpx (a fraction of its CPU per request); every other request by httpx.
+outlives a call. Block fetches (``fetch_range``) and the requests of a small upload from
+memory (the intent, and the content POST when its body is ``bytes``: ``LEAN_ENDPOINTS``)
+are sent by ``vzcloud.sdk.lean`` instead of httpx (a fraction of its CPU per request);
+every other request, and any whose body is a file or stream, by httpx.
 
 Concurrency contract: tasks of one event loop may share an ``AsyncCloud``. Token
 refreshes are serialised by ``_refresh_lock`` (an anyio lock, so one AsyncCloud belongs
@@ -51,6 +53,10 @@ from vzcloud.sdk.transfer import BLOCK, FileSlice
 
 T = TypeVar("T")
 
+# Endpoints whose unstreamed requests go through the lean transport when it takes them
+# (``LeanHttp.usable``): the many small ones of the mount's reads and small uploads.
+LEAN_ENDPOINTS = frozenset({"download", "upload_intent", "upload"})
+
 
 class AsyncCloud(AsyncRunner, SeedMethods):
     """``Cloud`` with async methods (``await cloud.account()``); same constructor.
@@ -64,7 +70,7 @@ class AsyncCloud(AsyncRunner, SeedMethods):
     def _open(self) -> None:
         self._refresh_lock = anyio.Lock()
         self._http = AsyncClient(timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS)
-        # Block fetches (``fetch_range``: small, many) skip httpx: see ``sdk.lean``.
+        # Block fetches and small uploads (``LEAN_ENDPOINTS``) skip httpx: see ``sdk.lean``.
         self._lean: LeanHttp | None = LeanHttp(connect_timeout=DEFAULT_TIMEOUT.connect or 15.0,
                                                timeout=DEFAULT_TIMEOUT.read or 120.0)
 
@@ -151,7 +157,7 @@ class AsyncCloud(AsyncRunner, SeedMethods):
 
     async def _send(self, instr: Send, opened: list[httpx.Response]) -> Any:
         req = instr.request
-        if (self._lean is not None and not instr.stream and req.endpoint == "download"
+        if (self._lean is not None and not instr.stream and req.endpoint in LEAN_ENDPOINTS
                 and LeanHttp.usable(req)):
             return await self._lean.send(req)
         content: Any = req.content

@@ -1,5 +1,7 @@
-"""A lean HTTP/1.1 transport for block fetches: AsyncCloud's ``fetch_range`` (the mount
-reads every block it does not have cached with it).
+"""A lean HTTP/1.1 transport for AsyncCloud's small requests: block fetches
+(``fetch_range``; the mount reads every block it does not have cached with it) and the
+two requests of a small upload (the upload intent and the content POST of a file held in
+memory).
 
 Why: a small ranged GET through httpx cost the caller ~1.4 ms of CPU (measured under
 trio, 8 in flight: httpx's client, auth and redirect layers, httpcore's pool and
@@ -11,16 +13,18 @@ kept-alive non-blocking socket and parses the response with httptools (llhttp, t
 parser the server uses too): the framing is llhttp's, this module only moves bytes and
 decides what it accepts (parsing a small response costs ~13 µs of CPU).
 
-Scope: GET requests without a body whose response is read whole into memory. What it
-does not handle it refuses up front (``usable``) or reports as a ``TransportFailure``;
-the flow (``vzcloud.sdk.flows.call_flow``) then decides, as for httpx's failures,
-whether to retry. Responses: ``Content-Length`` or chunked bodies, or a body up to the
-connection's close; interim (1xx) responses are skipped, an upgrade (101) is refused;
-no content coding is asked for (``Accept-Encoding: identity``), and a coded body or a
-transfer coding other than chunked is refused. A head still incomplete after
-``MAX_HEAD`` bytes is refused; bytes after a response (other than blank lines, which
-llhttp skips) keep its connection from being reused. TLS (``https``) uses the ``ssl``
-module on the same non-blocking socket.
+Scope: requests without a body or with a body held in memory (``bytes`` of at most
+``MAX_BODY``, sent with ``Content-Length`` right after the head: no streaming, no
+``Expect: 100-continue``), whose response is read whole into memory. What it does not
+handle it refuses up front (``usable``: a streamed body goes through httpx) or reports
+as a ``TransportFailure``; the flow (``vzcloud.sdk.flows.call_flow``) then decides, as
+for httpx's failures, whether to retry. Responses: ``Content-Length`` or chunked bodies,
+or a body up to the connection's close; interim (1xx) responses are skipped, an upgrade
+(101) is refused; no content coding is asked for (``Accept-Encoding: identity``), and a
+coded body or a transfer coding other than chunked is refused. A head still incomplete
+after ``MAX_HEAD`` bytes is refused; bytes after a response (other than blank lines,
+which llhttp skips) keep its connection from being reused. TLS (``https``) uses the
+``ssl`` module on the same non-blocking socket.
 
 Concurrency contract: one ``LeanHttp`` belongs to one event loop (trio or asyncio,
 waiting through anyio; its connections share one receive buffer, each receive parsed
@@ -29,8 +33,12 @@ requests run at once) and at most ``MAX_IDLE`` per origin are kept. A connection
 used by one request at a time: it is taken from the idle list, and put back only after
 its response was read whole; a request that fails or is cancelled closes its
 connection. A kept-alive connection the server closed meanwhile is detected before
-reuse (it reads as closed), and a request that finds it closed before any byte of the
-answer came is sent once more on a new connection, as httpcore does.
+reuse (it reads as closed). Should it break anyway once taken, the request is sent once
+more on a new connection only if that is safe: no byte of it had left (the socket
+accepted none), or the endpoint is idempotent (``Endpoint.idempotent``) and no byte of
+the answer came. Otherwise the failure says the request may have reached the server
+(``reached_server``), and the flow retries only an idempotent endpoint, as after httpx's
+failures.
 """
 
 from __future__ import annotations
@@ -46,12 +54,19 @@ import httptools
 import httpx
 
 from vzcloud.api import errors as E
+from vzcloud.api.endpoints import BY_NAME
 from vzcloud.api.protocol import HttpRequest, HttpResponse
 from vzcloud.sdk.flows import CONNECT_FAILED, TransportFailure
 
 RECV_SIZE = 1 << 20  # bytes asked of the socket at a time (one buffer per LeanHttp)
 MAX_HEAD = 64 << 10  # bytes of status line and headers, at most
 MAX_IDLE = 16  # kept-alive connections per origin
+# Largest request body taken (bigger ones go through httpx, which streams them). Sent
+# whole before the answer is read, so it should fit the socket buffers: a server that
+# answers early (a 401 before reading the body) and closes may otherwise reset the
+# connection under a body still being sent, losing its answer.
+MAX_BODY = 1 << 20
+SEND_WHOLE = 64 << 10  # a body up to this size goes out in one send with the head
 
 
 class _Broken(Exception):
@@ -73,6 +88,7 @@ class _Connection:
         # await (one event loop), and recv_into into it allocates nothing per call.
         self.recv_buf = recv_buf
         self.parser = httptools.HttpResponseParser(self)
+        self.sent_any = False  # the socket accepted a byte of the current request
         self.received_any = False  # a byte of the current response came
         self._start()
 
@@ -114,6 +130,8 @@ class _Connection:
                 continue
             except (OSError, ssl.SSLError) as exc:
                 raise _Broken(f"send failed: {exc}") from exc
+            if sent:
+                self.sent_any = True
             view = view[sent:]
 
     async def _receive(self) -> int:
@@ -218,8 +236,10 @@ class LeanHttp:
 
     @staticmethod
     def usable(request: HttpRequest) -> bool:
-        """Whether ``send`` takes this request (else send it another way)."""
-        return (request.method == "GET" and request.content is None
+        """Whether ``send`` takes this request (else send it another way): no body or
+        one in memory of at most ``MAX_BODY`` bytes, an http(s) URL."""
+        body = request.content
+        return ((body is None or (isinstance(body, bytes) and len(body) <= MAX_BODY))
                 and request.url.startswith(("http://", "https://")))
 
     async def send(self, request: HttpRequest) -> HttpResponse | TransportFailure:
@@ -228,9 +248,15 @@ class LeanHttp:
         scheme, host = parts.scheme, parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        head = _head(request.method, target, parts.netloc, request.headers)
+        body = request.content
+        if body is not None and not isinstance(body, bytes):
+            raise TypeError("LeanHttp sends only bodies held in memory (see usable)")
+        head = _head(request.method, target, parts.netloc, request.headers, body)
         if head is None:
             return _failure(request, "header value with a line break", reached_server=False)
+        if body and len(body) <= SEND_WHOLE:
+            head, body = head + body, None  # one send, one segment
+        idempotent = _idempotent(request)
         origin = (scheme, host, port)
         for attempt in (0, 1):
             conn = self._take(origin) if attempt == 0 else None
@@ -244,16 +270,18 @@ class LeanHttp:
             try:
                 with anyio.fail_after(self.timeout):
                     await conn.send_all(head)
+                    if body:
+                        await conn.send_all(body)
                     response, reusable = await conn.read_response()
             except _Broken as exc:
                 conn.close()
-                if reused and not conn.received_any:
+                if reused and (not conn.sent_any or (idempotent and not conn.received_any)):
                     continue  # the server had closed the idle connection: a new one
-                return _failure(request, str(exc), reached_server=True)
+                return _failure(request, str(exc), reached_server=conn.sent_any)
             except TimeoutError:
                 conn.close()
                 return _failure(request, f"no answer within {self.timeout:g} s",
-                                reached_server=True)
+                                reached_server=conn.sent_any)
             except BaseException:
                 conn.close()  # cancelled halfway: the stream is out of step
                 raise
@@ -269,7 +297,7 @@ class LeanHttp:
         while idle:
             conn = idle.pop()
             if conn.alive():
-                conn.received_any = False
+                conn.sent_any = conn.received_any = False
                 return conn
             conn.close()
         return None
@@ -339,9 +367,22 @@ async def _open_socket(host: str, port: int) -> socket.socket:
     raise failure
 
 
-def _head(method: str, target: str, host: str, headers: Mapping[str, str]) -> bytes | None:
-    """Request line and headers, or None if a value would break the framing."""
+def _idempotent(request: HttpRequest) -> bool:
+    """Whether sending ``request`` twice is safe: its endpoint's word, else its method's
+    (RFC 9110)."""
+    endpoint = BY_NAME.get(request.endpoint)
+    if endpoint is not None:
+        return endpoint.idempotent
+    return request.method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+
+
+def _head(method: str, target: str, host: str, headers: Mapping[str, str],
+          body: bytes | None = None) -> bytes | None:
+    """Request line and headers (``Content-Length`` from ``body``: also 0 for a method
+    that expects a body), or None if a value would break the framing."""
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "Accept-Encoding: identity"]
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body or b'')}")
     for name, value in headers.items():
         low = name.lower()
         if low in ("host", "accept-encoding", "content-length", "transfer-encoding",

@@ -44,7 +44,6 @@ from vzcloud.api.models import (
 )
 from vzcloud.api.protocol import ETAG_HEADER, authorize_url, content_url
 from vzcloud.sdk.flows import (
-    Blocking,
     Flow,
     Refresh,
     RetryPolicy,
@@ -59,9 +58,9 @@ from vzcloud.sdk.transfer import (
     PARALLEL_CHUNKS,
     LocalFile,
     LocalSink,
-    LocalSource,
     ProgressCallback,
     download_flow,
+    open_source,
     upload_flow,
 )
 
@@ -514,12 +513,15 @@ class SeedMethods:
     @op
     def upload(self, file_or_path: LocalFile, upload_path: str, name: str | None = None,
                chunked: bool = False, chunk_size: int | None = None, *,
-               progress: ProgressCallback | None = None) -> Flow[CloudFile]:
+               progress: ProgressCallback | None = None,
+               checksum: str | None = None) -> Flow[CloudFile]:
         """Upload a local file (a path or a binary file object) into the cloud folder
         ``upload_path`` as ``name`` (default: the local name). Files of
         ``chunk_threshold`` bytes or more, or any with ``chunked``, go in chunks of
-        ``chunk_size``. ``progress(done, total)`` follows the bytes sent."""
-        source: LocalSource = yield Blocking(lambda: LocalSource(file_or_path))
+        ``chunk_size``. ``progress(done, total)`` follows the bytes sent. ``checksum``:
+        the content's SHA-256 (hex) when already known, so it is not computed again (the
+        server verifies the content against it)."""
+        source = yield from open_source(file_or_path)
         try:
             target_name = name or source.name
             if not target_name:
@@ -527,7 +529,7 @@ class SeedMethods:
             file: CloudFile = yield from upload_flow(
                 self._session, source, path_of(upload_path), target_name, chunked=chunked,
                 chunk_size=chunk_size or self.chunk_size, chunk_threshold=self.chunk_threshold,
-                parallel=self.parallel_chunks, progress=progress)
+                parallel=self.parallel_chunks, progress=progress, checksum=checksum)
             return file
         finally:
             source.close()
