@@ -56,9 +56,14 @@ class StagingArea:
         self._lock = threading.Lock()
         # Which inodes have a staging file: kept in memory so ``exists`` never stats.
         self._present: set[int] = {int(p.name) for p in self.dir.iterdir() if p.name.isdigit()}
+        self._prefix = os.path.join(str(directory), "")  # hot calls build str paths
 
     def path(self, ino: int) -> Path:
         return self.dir / str(ino)
+
+    def _file(self, ino: int) -> str:
+        """``path(ino)`` as a str: os.* calls on it skip pathlib's overhead (per file)."""
+        return f"{self._prefix}{ino}"
 
     def exists(self, ino: int) -> bool:
         with self._lock:
@@ -72,7 +77,7 @@ class StagingArea:
         with self._lock:
             fd = self._fds.get(ino)
             if fd is None:
-                fd = os.open(self.path(ino), os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(self._file(ino), os.O_RDWR | os.O_CREAT, 0o600)
                 self._fds[ino] = fd
                 self._present.add(ino)
             return fd
@@ -80,8 +85,9 @@ class StagingArea:
     def create(self, ino: int, size: int = 0) -> None:
         """An empty (or sparse ``size``-byte) staging file, replacing any old one."""
         self.close(ino)
-        fd = os.open(self.path(ino), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.ftruncate(fd, size)
+        fd = os.open(self._file(ino), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        if size:  # O_TRUNC left it empty: a new file (the common case) needs no more
+            os.ftruncate(fd, size)
         with self._lock:
             self._fds[ino] = fd
             self._present.add(ino)
@@ -141,7 +147,10 @@ class StagingArea:
 
     def remove(self, ino: int) -> None:
         self.close(ino)
-        self.path(ino).unlink(missing_ok=True)
+        try:
+            os.unlink(self._file(ino))
+        except FileNotFoundError:
+            pass
         with self._lock:
             self._present.discard(ino)
 
