@@ -52,3 +52,26 @@ async def test_a_file_closed_while_its_job_could_not_be_recorded_is_queued_later
         await fs.core.release(writing)
         await fs.settle()
     assert cloud_bytes(sdk, "/VZMOBILE/open.txt") == b"still being written"
+
+
+@pytest.mark.trio
+async def test_bytes_staged_by_a_write_the_killed_mount_never_counted_are_uploaded_whole(
+        cloud: Any, user: Any, sdk: Any, cache: Any) -> None:
+    """Killed inside a write() handler: the staging file took the bytes, the inode never
+    recorded its new size (seen in a CI run of the mount crash test: the next mount
+    uploaded the bytes and kept the size 0, so the file read as empty). The next mount
+    uploads the staged bytes and its inode says their size."""
+    data = b"staged, never counted" * 1000
+    async with open_fs(cloud, user, cache) as fs:
+        fh = await fs.create("/VZMOBILE/killed.bin")
+        ino = fs.ino("/VZMOBILE/killed.bin")
+        fs.parts.staging.write(ino, 0, data)  # what the handler did before the kill
+        fs.core.handles.pop(fh)  # ... and no close ever came
+        inode = fs.parts.meta.get(ino)
+        assert inode is not None and inode.size == 0
+    async with open_fs(cloud, user, cache) as fs:
+        await fs.settle()
+        inode = fs.parts.meta.get(fs.ino("/VZMOBILE/killed.bin"))
+        assert inode is not None and not inode.dirty and inode.size == len(data)
+        assert await fs.read_file("/VZMOBILE/killed.bin") == data
+    assert cloud_bytes(sdk, "/VZMOBILE/killed.bin") == data

@@ -155,6 +155,10 @@ def _recover(meta: MetadataStore, staging: StagingArea) -> None:
     for ino in unqueued(meta, staging):
         log.info("queueing %s: written before the last mount stopped",
                  "/".join(meta.path_parts(ino) or []))
+        # Killed inside a write() handler, after the staging file took the bytes and
+        # before the inode recorded its new size: the staged bytes are what is uploaded,
+        # so the size must say so too.
+        meta.update(ino, size=staging.size(ino))
         meta.enqueue_upload(ino)
     for ino in staging.inodes():
         inode = meta.get(ino)

@@ -578,7 +578,10 @@ class Uploader:
             )
             clean = inode.write_gen == gen
             if clean:
+                # The content sent is the file's content: its size too (a staging file
+                # may hold bytes a killed mount never counted in the inode).
                 fields["dirty"] = 0
+                fields["size"] = uploaded.size
             try:
                 self._write_record(ino, fields, clean)
             except sqlite3.OperationalError:
