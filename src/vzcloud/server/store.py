@@ -28,6 +28,7 @@ from typing import Any
 from vzcloud.api import paths as P
 from vzcloud.api.errors import BadRequestError, GoneError, NotFoundError
 from vzcloud.api.models import CloudFile, CloudFolder, join_path
+from vzcloud.durable import WalSync
 
 SCHEMA_VERSION = 1
 
@@ -272,6 +273,9 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lock = threading.RLock()
+        # Commits made with ``synchronous=NORMAL`` (``not_synced``) are made durable by
+        # one WAL flush shared by the threads waiting at once (uploads).
+        self.wal_sync = WalSync(path)
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")

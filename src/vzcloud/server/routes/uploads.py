@@ -31,7 +31,6 @@ import shutil
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -48,12 +47,12 @@ from vzcloud.api.errors import (
     QuotaExceededError,
 )
 from vzcloud.api.models import UploadIntent
-from vzcloud.durable import WalSync, fsync_dir
+from vzcloud.durable import fsync_dir
 from vzcloud.server import content
 from vzcloud.server.app import Ctx
 from vzcloud.server.blobs import COPY_BUFFER, HEX64, BlobWriter
 from vzcloud.server.routes import handler
-from vzcloud.server.store import Store, new_id
+from vzcloud.server.store import new_id
 
 BATCH = 1 << 20  # bytes gathered from the request stream before one write in a thread
 
@@ -176,7 +175,7 @@ def _not_synced(ctx: Ctx) -> Iterator[None]:
     it only makes its POST a 404 (the client opens another; nothing was acknowledged as
     stored), and it saves one of the two disk syncs per small upload. Chunked sessions
     stay synced: their acknowledged chunks depend on the row. Also for an unchunked
-    upload's new version, which ``WalSync`` then makes durable before the answer."""
+    upload's new version, which ``Store.wal_sync`` then makes durable before the answer."""
     with ctx.store.lock:  # no other transaction runs meanwhile (it must stay synced)
         ctx.store.db.execute("PRAGMA synchronous=NORMAL")
         try:
@@ -377,21 +376,8 @@ def _commit_whole(ctx: Ctx, session: sqlite3.Row, writer: BlobWriter) -> dict[st
                 blobs.delete(checksum)
         raise
     answer = _file_json(ctx, row)
-    _wal_sync(ctx).sync()
+    ctx.store.wal_sync.sync()
     return answer
-
-
-_wal_syncs: weakref.WeakKeyDictionary[Store, WalSync] = weakref.WeakKeyDictionary()
-_wal_syncs_lock = threading.Lock()
-
-
-def _wal_sync(ctx: Ctx) -> WalSync:
-    """The group commit of this cloud's database (one per store, made on first use)."""
-    with _wal_syncs_lock:
-        sync = _wal_syncs.get(ctx.store)
-        if sync is None:
-            sync = _wal_syncs[ctx.store] = WalSync(ctx.store.path)
-        return sync
 
 
 async def _receive_whole(ctx: Ctx, session: sqlite3.Row) -> dict[str, Any]:
